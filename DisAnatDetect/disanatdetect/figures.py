@@ -47,3 +47,40 @@ def synthesis_overview(path: str | Path, seed: int = 0) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def detection_panel(path: str | Path, scan, pseudo_healthy, anomaly, mask, reference=None, title: str = "",
+                    slice_index: int | None = None) -> Path:
+    """Scan, pseudo-healthy image, anomaly map, lesion mask (and reference) on the axial slice of most lesion."""
+    plt = _pyplot()
+    arrays = [v.array if v is not None else None for v in (scan, pseudo_healthy, anomaly, mask, reference)]
+    focus = arrays[4] if arrays[4] is not None and arrays[4].any() else arrays[3]
+    if slice_index is None:
+        slice_index = int(np.argmax((focus > 0).sum((1, 2)))) if focus.any() else arrays[0].shape[0] // 2
+    image = arrays[0][slice_index].astype(np.float32)
+    brain = image[image > 0]
+    vmax = float(np.percentile(brain, 99.5)) if brain.size else 1.0
+    names = ["scan", "pseudo-healthy", "anomaly map", "lesion mask", "reference"]
+    count = 5 if arrays[4] is not None else 4
+    figure, axes = plt.subplots(1, count, figsize=(2.6 * count, 3.0))
+    for index, axis in enumerate(axes):
+        if index < 2:
+            axis.imshow(arrays[index][slice_index][::-1], cmap="gray", vmin=0, vmax=vmax)
+        elif index == 2:
+            axis.imshow(image[::-1], cmap="gray", vmin=0, vmax=vmax)
+            overlay = np.ma.masked_less_equal(arrays[2][slice_index][::-1], 0)
+            axis.imshow(overlay, cmap="hot", alpha=0.7)
+        else:
+            axis.imshow(image[::-1], cmap="gray", vmin=0, vmax=vmax)
+            axis.contour((arrays[index][slice_index] > 0)[::-1].astype(float), levels=[0.5],
+                         colors="orangered" if index == 3 else "deepskyblue", linewidths=0.9)
+        axis.set_title(names[index], fontsize=9)
+        axis.axis("off")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -153,8 +153,8 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True) -> Pa
         bar.set_postfix({name: f"{value:.3f}" for name, value in running.items() if name != "invariance"})
         if (step + 1) % config.log_every == 0:
             record = {"step": step + 1, "seconds": round(time.time() - began, 1), "lr": _learning_rate(step, config),
-                      **{name: round(float(value), 5) for name, value in losses.items()},
-                      "total": round(float(total), 5)}
+                      **{name: round(float(value.detach()), 5) for name, value in losses.items()},
+                      "total": round(float(total.detach()), 5)}
             log.write(json.dumps(record) + "\n")
             log.flush()
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
@@ -167,3 +167,24 @@ def _save_checkpoint(path: Path, model, optimiser, step: int) -> None:
     temporary = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step}, temporary)
     temporary.replace(path)
+
+
+def export_bundle(checkpoint: str | Path, config: TrainConfig, out_dir: str | Path, version: str,
+                  command: str = "", calibration=None) -> Path:
+    """Calibrate the label-free thresholds of a trained checkpoint and write the model bundle."""
+    from disanatdetect.bundle import write_bundle
+    from disanatdetect.calibration import CalibrationConfig, calibrate_thresholds
+
+    calibration = calibration or CalibrationConfig()
+    model = build_model("dal", config.model.to_dict())
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
+    model.eval()
+    thresholds = calibrate_thresholds(model, load_atlas(config.atlas), calibration)
+    extra = {
+        "atlas_config": asdict(config.atlas),
+        "thresholds": thresholds,
+        "calibration": asdict(calibration),
+        "training": {"command": command, "seed": config.seed, "steps": config.steps,
+                     "config": config.to_dict()},
+    }
+    return write_bundle(model, "dal", config.model.to_dict(), out_dir, version, extra)

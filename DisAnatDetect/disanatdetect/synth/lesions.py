@@ -24,7 +24,7 @@ class LesionConfig:
 
     tumour_core_radius_mm: tuple[float, float] = (5.0, 14.0)
     tumour_oedema_factor: tuple[float, float] = (1.5, 2.4)
-    tumour_rim_mm: tuple[float, float] = (1.5, 3.5)
+    tumour_rim_mm: tuple[float, float] = (3.0, 5.0)
     tumour_mass_effect: float = 0.5
     ms_count: tuple[int, int] = (4, 10)
     ms_radius_mm: tuple[float, float] = (2.0, 5.0)
@@ -57,7 +57,8 @@ def _mass_effect(labels: np.ndarray, centre: np.ndarray, radius_vox: float, stre
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in labels.shape], indexing="ij"))
     offset = grid - centre.reshape((-1,) + (1,) * labels.ndim)
     distance = np.sqrt((offset ** 2).sum(0)) + 1e-3
-    push = strength * radius_vox * np.exp(-((distance / (2.0 * radius_vox)) ** 2))
+    # Gaussian fall-off, cut at three radii so that the deformation stays local to the tumour.
+    push = strength * radius_vox * np.exp(-((distance / (1.5 * radius_vox)) ** 2)) * (distance < 3 * radius_vox)
     source = grid - offset / distance * np.minimum(push, distance)
     return ndimage.map_coordinates(labels, source, order=0, mode="nearest").astype(labels.dtype)
 

@@ -1,0 +1,243 @@
+"""Command line: ``disanatdetect detect | demo | synth | train``.
+
+Every user-facing failure is one line on stderr and a non-zero exit; outputs are written completely or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+from disanatdetect import __version__
+from disanatdetect.errors import InputError, ModelError
+
+OUTPUT_NAMES = ("pseudo_healthy.nii.gz", "anomaly_map.nii.gz", "lesion_mask.nii.gz", "report.json")
+EXIT_INPUT, EXIT_MODEL, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class _Progress:
+    """A stage-by-stage progress bar on stderr (tqdm), silent with --quiet."""
+
+    def __init__(self, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=100, disable=not enabled, bar_format="{desc:<16} {percentage:3.0f}%|{bar}| {elapsed}",
+                        file=sys.stderr)
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        from disanatdetect.pipeline import STAGES
+
+        position = STAGES.index(stage) if stage in STAGES else 0
+        weights = (5, 30, 55, 10)  # rough share of the time per stage
+        value = sum(weights[:position]) + weights[position] * fraction
+        self.bar.set_description_str(stage)
+        self.bar.update(max(0, value - self.bar.n))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _write_outputs(out_dir: Path, result, report: dict, overwrite: bool) -> None:
+    """Write the four outputs as temporary files, then rename them all; on failure remove every temporary."""
+    from disanatdetect.io import write_volume
+
+    targets = [out_dir / name for name in OUTPUT_NAMES]
+    existing = [path.name for path in targets if path.exists()]
+    if existing and not overwrite:
+        raise InputError(f"{out_dir} already holds {', '.join(existing)}; pass --overwrite or choose another --out.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    started = time.perf_counter()
+    try:
+        for volume, target in zip((result.pseudo_healthy, result.anomaly_map, result.lesion_mask), targets):
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.partial.nii.gz")
+            write_volume(volume, temporary)
+            staged.append((temporary, target))
+        report["timings_s"]["write"] = round(time.perf_counter() - started, 3)
+        temporary = targets[3].with_name(f".report.json.{os.getpid()}.partial")
+        temporary.write_text(json.dumps(report, indent=2) + "\n")
+        staged.append((temporary, targets[3]))
+        for temporary, target in staged:
+            os.replace(temporary, target)
+    finally:
+        for temporary, _ in staged:
+            if temporary.exists():
+                temporary.unlink()
+
+
+def _report(result, input_path: str, volume, seconds_read: float) -> dict:
+    return {
+        "input": str(input_path),
+        "input_shape": list(volume.shape[::-1]),
+        "input_spacing_mm": [round(s, 4) for s in volume.spacing],
+        "modality": result.modality,
+        "threshold": round(result.threshold, 5),
+        "lesion_count": len(result.lesions),
+        "lesion_volume_ml": round(result.lesion_volume_ml, 3),
+        "lesions": result.lesions,
+        "timings_s": {"read": round(seconds_read, 3), **result.timings},
+        "model_version": result.model_version,
+        "software_version": __version__,
+    }
+
+
+def command_detect(args: argparse.Namespace) -> int:
+    from disanatdetect.io import read_volume
+    from disanatdetect.pipeline import DetectionConfig, Detector
+
+    out_dir = Path(args.out)
+    if not args.overwrite:
+        existing = [name for name in OUTPUT_NAMES if (out_dir / name).exists()]
+        if existing:  # refuse before spending a minute of computation
+            raise InputError(f"{out_dir} already holds {', '.join(existing)}; pass --overwrite or choose another "
+                             "--out.")
+    started = time.perf_counter()
+    volume = read_volume(args.input)
+    seconds_read = time.perf_counter() - started
+    detector = Detector(device=args.device)
+    progress = _Progress(not args.quiet)
+    try:
+        result = detector.detect(volume, DetectionConfig(modality=args.modality, threshold=args.threshold),
+                                 progress=progress)
+    finally:
+        progress.close()
+    _write_outputs(out_dir, result, _report(result, args.input, volume, seconds_read), args.overwrite)
+    if not args.quiet:
+        print(f"{result.modality}: {len(result.lesions)} lesion(s), {result.lesion_volume_ml:.1f} mL "
+              f"(threshold {result.threshold:.3f}); outputs in {out_dir}")
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from disanatdetect.atlas import load_atlas
+    from disanatdetect.figures import detection_panel
+    from disanatdetect.io import write_volume
+    from disanatdetect.synth.cases import synthetic_case
+
+    out_dir = Path(args.out)
+    case = synthetic_case(load_atlas(), args.seed, args.modality, args.lesion)
+    input_path = write_volume(case.image, out_dir / "input" / f"synthetic_{args.modality}.nii.gz")
+    write_volume(case.lesion_mask, out_dir / "input" / "reference.nii.gz")
+    args.input, args.out, args.overwrite, args.threshold = str(input_path), str(out_dir), True, None
+    command_detect(args)
+    from disanatdetect.io import read_volume
+
+    figure = detection_panel(out_dir / "demo.png", case.image,
+                             *(read_volume(out_dir / name) for name in OUTPUT_NAMES[:3]), case.lesion_mask,
+                             title=f"Synthetic {args.modality.upper()} with a {args.lesion} (seed {args.seed})")
+    if not args.quiet:
+        print(f"figure: {figure}")
+    return 0
+
+
+def command_synth(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from disanatdetect.atlas import load_atlas
+    from disanatdetect.io import write_volume
+    from disanatdetect.synth.cases import synthetic_case
+
+    atlas = load_atlas()
+    out_dir = Path(args.out)
+    for index in tqdm(range(args.n), desc="synth", disable=args.quiet or args.n < 2, file=sys.stderr):
+        case = synthetic_case(atlas, (args.seed, index), args.modality, args.lesion)
+        stem = f"{args.lesion}_{args.modality}_{args.seed}_{index:03d}"
+        write_volume(case.image, out_dir / f"{stem}_image.nii.gz")
+        write_volume(case.lesion_mask, out_dir / f"{stem}_mask.nii.gz")
+    if not args.quiet:
+        print(f"{args.n} case(s) in {out_dir}")
+    return 0
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from disanatdetect.train import TrainConfig, export_bundle, train
+
+    config = TrainConfig(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device,
+                         threads=args.threads)
+    checkpoint = train(config, resume=not args.restart, progress=not args.quiet)
+    command = "disanatdetect " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    manifest = export_bundle(checkpoint, config, Path(args.out) / "bundle", args.version, command)
+    if not args.quiet:
+        print(f"bundle: {manifest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from disanatdetect.synth.contrast import MODALITIES
+    from disanatdetect.synth.lesions import LESION_TYPES
+
+    parser = argparse.ArgumentParser(prog="disanatdetect", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"disanatdetect {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    detect = commands.add_parser("detect", help="find anomalies in a brain MRI volume")
+    detect.add_argument("input", help="NIfTI, NRRD or MHA file, or a DICOM folder")
+    detect.add_argument("--out", required=True, help="output folder")
+    detect.add_argument("--modality", default="auto", choices=("auto",) + MODALITIES)
+    detect.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    detect.add_argument("--threshold", type=float, default=None,
+                        help="anomaly-map threshold (default: the model's label-free threshold for the modality)")
+    detect.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    detect.add_argument("--quiet", action="store_true")
+    detect.set_defaults(run=command_detect)
+
+    demo = commands.add_parser("demo", help="detect on a built-in synthetic case and draw a figure")
+    demo.add_argument("--out", default="disanatdetect-demo")
+    demo.add_argument("--modality", default="flair", choices=MODALITIES)
+    demo.add_argument("--lesion", default="tumour", choices=LESION_TYPES)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(run=command_demo)
+
+    synth = commands.add_parser("synth", help="write synthetic cases (image and exact lesion mask)")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--n", type=int, default=1)
+    synth.add_argument("--modality", default="flair", choices=MODALITIES + ("random",))
+    synth.add_argument("--lesion", default="tumour", choices=LESION_TYPES + ("none",))
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--quiet", action="store_true")
+    synth.set_defaults(run=command_synth)
+
+    training = commands.add_parser("train", help="train DAL on synthetic healthy data and write a model bundle")
+    training.add_argument("--out", default="runs/dal")
+    training.add_argument("--steps", type=int, default=3000)
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--device", default="cpu")
+    training.add_argument("--threads", type=int, default=0)
+    training.add_argument("--version", default="1.0.0", help="version written into the bundle")
+    training.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    training.add_argument("--quiet", action="store_true")
+    training.set_defaults(run=command_train)
+    return parser
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: temporaries are removed on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return args.run(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_MODEL
+    except KeyboardInterrupt:
+        print("interrupted: no output was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Inference: a scan in, pseudo-healthy image, anomaly map and lesion mask out, all on the scan's own grid.
+
+Stages: register the scan to the atlas (affine, mutual information), resample it onto the working grid, normalise,
+reconstruct the pseudo-healthy image slice by slice, score the residual, post-process, resample back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch.nn import functional as F
+
+from disanatdetect.atlas import CSF, GREY_MATTER, WHITE_MATTER, Atlas, AtlasConfig, load_atlas
+from disanatdetect.bundle import Bundle, load_bundle
+from disanatdetect.errors import InputError
+from disanatdetect.io import Volume
+from disanatdetect.postprocess import PostprocessConfig, anomaly_map, lesion_components, lesion_mask
+from disanatdetect.preprocess import (NormalisationConfig, RegistrationConfig, brain_mask, intensity_scale,
+                                      normalise_intensity, register_to_atlas, resample_to)
+from disanatdetect.synth.contrast import MODALITIES
+
+# Which way lesions depart from the pseudo-healthy image: +1 brighter (T2, FLAIR, PD), 0 either way (T1 family:
+# oedema is dark, an enhancing rim bright).
+LESION_SIGN = {"t1": 0, "t1c": 0, "t2": 1, "flair": 1, "pd": 1}
+STAGES = ("preparing", "registering", "reconstructing", "post-processing")
+
+ProgressCallback = Callable[[str, float], None]
+
+
+class Cancelled(Exception):
+    """Raised inside :meth:`Detector.detect` when its ``should_cancel`` callback answers True."""
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Settings of one detection; the defaults are the released ones."""
+
+    modality: str = "auto"
+    threshold: float | None = None  # None: the bundle's label-free threshold for the modality
+    batch_size: int = 16
+    anatomy_weight: float = 0.0
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
+
+
+@dataclass
+class AtlasSpaceResult:
+    """Everything on the working grid: inputs, reconstruction and scores."""
+
+    image: np.ndarray
+    brain: np.ndarray
+    pseudo_healthy: np.ndarray
+    encoded: np.ndarray  # tissue class per voxel
+    restored: np.ndarray  # tissue class per voxel
+    intensities: np.ndarray  # per class
+    modality: str
+    score: np.ndarray  # raw
+    anomaly: np.ndarray  # post-processed
+
+
+@dataclass
+class DetectionResult:
+    """Outputs on the input grid, plus what the report needs."""
+
+    pseudo_healthy: Volume
+    anomaly_map: Volume
+    lesion_mask: Volume
+    threshold: float
+    modality: str
+    lesions: list[dict]
+    timings: dict[str, float]
+    model_version: str
+    min_lesion_ml: float = PostprocessConfig.min_lesion_ml
+
+    def rethreshold(self, threshold: float) -> DetectionResult:
+        """The same result with another threshold: no model call, only the mask and its components change."""
+        mask, lesions = _mask_and_lesions(self.anomaly_map, threshold, self.min_lesion_ml)
+        return replace(self, lesion_mask=mask, lesions=lesions, threshold=float(threshold))
+
+    @property
+    def lesion_volume_ml(self) -> float:
+        return float(sum(lesion["volume_ml"] for lesion in self.lesions))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" is CUDA when present, else CPU; "gpu" is an alias of "cuda"."""
+    device = {"gpu": "cuda"}.get(device.lower(), device.lower())
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto.")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda.")
+    return torch.device(device)
+
+
+def infer_modality(intensities: np.ndarray) -> str:
+    """Guess the contrast from the order of CSF, grey- and white-matter intensities."""
+    csf, grey, white = intensities[CSF], intensities[GREY_MATTER], intensities[WHITE_MATTER]
+    if csf > grey and csf > white:
+        return "t2" if csf > 1.25 * grey else "pd"
+    if white > grey:
+        return "t1"
+    return "flair"
+
+
+def anomaly_score(image: np.ndarray, pseudo_healthy: np.ndarray, modality: str,
+                  anatomy_disagreement: np.ndarray | None = None, anatomy_weight: float = 0.0) -> np.ndarray:
+    """Residual between scan and pseudo-healthy image, signed by the modality, plus optional anatomy disagreement."""
+    residual = image - pseudo_healthy
+    score = np.maximum(residual, 0) if LESION_SIGN[modality] > 0 else np.abs(residual)
+    if anatomy_disagreement is not None and anatomy_weight:
+        score = score + anatomy_weight * anatomy_disagreement
+    return score.astype(np.float32)
+
+
+def _slices_with_brain(brain: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(brain.any((1, 2)))
+
+
+def _batches(indices: np.ndarray, size: int):
+    for start in range(0, len(indices), size):
+        yield indices[start:start + size]
+
+
+@torch.inference_mode()
+def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, atlas: Atlas,
+                        config: DetectionConfig = DetectionConfig(), device: torch.device = torch.device("cpu"),
+                        progress: ProgressCallback | None = None,
+                        should_cancel: Callable[[], bool] | None = None) -> AtlasSpaceResult:
+    """Reconstruct and score a normalised image on the working grid (two passes over the slices).
+
+    Pass 1 encodes the anatomy of every slice; the per-class intensities (imaging information) are then measured
+    over the whole brain, which is more robust than per slice. Pass 2 restores and renders.
+    """
+    slices = _slices_with_brain(brain)
+    priors = torch.from_numpy(atlas.priors).to(device)
+    image_t = torch.from_numpy(image).to(device)
+    encoded = np.zeros(image.shape, dtype=np.uint8)
+    restored = np.zeros(image.shape, dtype=np.uint8)
+    disagreement = np.zeros(image.shape, dtype=np.float32)
+    pseudo_healthy = np.zeros(image.shape, dtype=np.float32)
+    total = 2 * max(1, len(slices))
+    done = 0
+
+    def step(count: int) -> None:
+        nonlocal done
+        done += count
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+        if progress is not None:
+            progress("reconstructing", done / total)
+
+    for batch in _batches(slices, config.batch_size):
+        x = image_t[batch].unsqueeze(1)
+        p = priors[:, batch].permute(1, 0, 2, 3)
+        encoded[batch] = model.encode(x, p).argmax(1).cpu().numpy()
+        step(len(batch))
+    labels = encoded[brain]
+    values = image[brain]
+    intensities = np.zeros(atlas.priors.shape[0], dtype=np.float32)
+    for k in range(1, len(intensities)):
+        selected = values[labels == k]
+        intensities[k] = np.median(selected) if selected.size else np.median(values)
+    modality = infer_modality(intensities) if config.modality == "auto" else config.modality
+    intensities_t = torch.from_numpy(intensities).to(device)
+    k = atlas.priors.shape[0]
+    for batch in _batches(slices, config.batch_size):
+        p = priors[:, batch].permute(1, 0, 2, 3)
+        encoded_one_hot = F.one_hot(torch.from_numpy(encoded[batch]).long().to(device), k).permute(0, 3, 1, 2)
+        encoded_one_hot = encoded_one_hot.float()
+        if model.config.use_restoration:
+            probabilities = F.softmax(model.restore(encoded_one_hot, p), 1)
+        else:
+            probabilities = encoded_one_hot
+        restored_one_hot = model.one_hot(torch.log(probabilities + 1e-8))
+        rendered = model.render(restored_one_hot, intensities_t.expand(len(batch), -1))
+        pseudo_healthy[batch] = rendered[:, 0].cpu().numpy()
+        restored[batch] = probabilities.argmax(1).cpu().numpy()
+        disagreement[batch] = (1 - (encoded_one_hot * probabilities).sum(1)).cpu().numpy()
+        step(len(batch))
+    pseudo_healthy = np.where(brain, pseudo_healthy, 0).astype(np.float32)
+    score = anomaly_score(image, pseudo_healthy, modality, disagreement, config.anatomy_weight)
+    score = np.where(brain, score, 0)
+    anomaly = anomaly_map(score, brain, atlas.config.spacing_mm, config.postprocess)
+    return AtlasSpaceResult(image, brain, pseudo_healthy, encoded, restored, intensities, modality, score, anomaly)
+
+
+def _mask_and_lesions(anomaly: Volume, threshold: float, min_lesion_ml: float) -> tuple[Volume, list[dict]]:
+    voxel_ml = abs(np.linalg.det(anomaly.affine[:3, :3])) / 1000.0
+    mask = lesion_mask(anomaly.array, threshold, voxel_ml, min_lesion_ml)
+    return anomaly.with_array(mask), lesion_components(mask, anomaly.array, anomaly.affine)
+
+
+def validate_input(volume: Volume) -> None:
+    """Refuse volumes that cannot be a brain MRI, with one sentence saying why."""
+    array = volume.array
+    if array.ndim != 3 or min(array.shape) < 2:
+        raise InputError(f"the image has shape {array.shape}; a 3D brain MRI volume is needed.")
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise InputError(f"the image has voxel type {array.dtype}; a real-valued MRI volume is needed.")
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise InputError(f"the image contains {int((~finite).sum())} NaN or infinite voxels; fix or mask them first.")
+    if float(array.max()) <= float(array.min()):
+        raise InputError("the image is constant (every voxel has the same value); it holds no MRI data.")
+
+
+class Detector:
+    """A loaded model ready to process volumes; reuse it for many volumes to load the weights once."""
+
+    def __init__(self, bundle: Bundle | None = None, device: str = "auto"):
+        self.device = resolve_device(device)
+        self.bundle = bundle or load_bundle(device=self.device)
+        self.bundle.model.to(self.device).eval()
+        self.atlas = load_atlas(AtlasConfig(**_tuples(self.bundle.manifest.get("atlas_config", {}))))
+
+    def threshold_for(self, modality: str) -> float:
+        thresholds = self.bundle.thresholds
+        return float(thresholds.get(modality, thresholds.get("default", 0.2)))
+
+    def detect(self, volume: Volume, config: DetectionConfig = DetectionConfig(),
+               progress: ProgressCallback | None = None,
+               should_cancel: Callable[[], bool] | None = None) -> DetectionResult:
+        """Run the whole pipeline on ``volume``; outputs lie on its grid. The input is not modified."""
+        if config.modality not in ("auto",) + MODALITIES:
+            raise InputError(f"unknown modality {config.modality!r}; use auto, {', '.join(MODALITIES)}.")
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def report(stage: str, fraction: float = 0.0) -> None:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
+            if progress is not None:
+                progress(stage, fraction)
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(now - clock, 3)
+            clock = now
+
+        report("preparing")
+        validate_input(volume)
+        scan = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
+        input_brain = brain_mask(volume.array)
+        if input_brain.sum() < 1000:
+            raise InputError("the image has almost no voxels above zero; a skull-stripped brain MRI is expected.")
+        masked_scan = sitk.Mask(scan, sitk.Cast(_like(volume, input_brain.astype(np.uint8)), sitk.sitkUInt8))
+        lap("prepare")
+        report("registering")
+        reference = self.atlas.template.to_sitk()
+        transform = register_to_atlas(masked_scan, reference, config.registration)
+        lap("register")
+        image = sitk.GetArrayFromImage(resample_to(masked_scan, reference, transform))
+        brain = sitk.GetArrayFromImage(resample_to(_like(volume, input_brain.astype(np.float32)), reference,
+                                                   transform)) > 0.5
+        if brain.sum() < 1000:
+            raise InputError("the registered image does not overlap the atlas brain; is this a brain MRI?")
+        scale = intensity_scale(image, brain, config.normalisation)
+        normalised = normalise_intensity(image, brain, config.normalisation)
+        lap("normalise")
+        report("reconstructing")
+        result = analyse_atlas_space(self.bundle.model, normalised, brain, self.atlas, config, self.device,
+                                     progress, should_cancel)
+        lap("reconstruct")
+        report("post-processing")
+        inverse = transform.GetInverse()
+        back = {name: sitk.GetArrayFromImage(resample_to(self.atlas.template.with_array(array).to_sitk(), scan,
+                                                         inverse))
+                for name, array in (("anomaly", result.anomaly), ("phi", result.pseudo_healthy * scale))}
+        anomaly = volume.with_array(np.where(input_brain, back["anomaly"], 0).astype(np.float32))
+        phi_brain = sitk.GetArrayFromImage(resample_to(self.atlas.template.with_array(brain.astype(np.float32))
+                                                       .to_sitk(), scan, inverse)) > 0.5
+        pseudo_healthy = volume.with_array(np.where(phi_brain & input_brain, back["phi"], volume.array)
+                                           .astype(np.float32))
+        threshold = config.threshold if config.threshold is not None else self.threshold_for(result.modality)
+        mask, lesions = _mask_and_lesions(anomaly, threshold, config.postprocess.min_lesion_ml)
+        lap("resample_back")
+        report("post-processing", 1.0)
+        return DetectionResult(pseudo_healthy, anomaly, mask, float(threshold), result.modality, lesions, timings,
+                               self.bundle.version, config.postprocess.min_lesion_ml)
+
+
+def _like(volume: Volume, array: np.ndarray) -> sitk.Image:
+    return volume.with_array(array).to_sitk()
+
+
+def _tuples(config: dict) -> dict:
+    """JSON turns tuples into lists; frozen dataclasses want them back as tuples."""
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in config.items()}

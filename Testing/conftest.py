@@ -1,0 +1,62 @@
+"""Shared fixtures: the atlas, the real example cases, and small volumes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("DISANATDETECT_REAL_DATA", REPOSITORY.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(scope="session")
+def atlas():
+    from disanatdetect.atlas import load_atlas
+
+    return load_atlas()
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The folder of real example cases (TCIA gliomas); tests that need it are skipped without it."""
+    if not (REAL_DATA / "TCGA-DU-7294" / "flair.nii.gz").exists():
+        pytest.skip(f"real example cases not found at {REAL_DATA} (set DISANATDETECT_REAL_DATA)")
+    return REAL_DATA
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A tiny DAL really trained for a few steps on synthetic data, calibrated on FLAIR, written as a bundle.
+
+    Small enough to train in about a minute on two CPU cores; used wherever a test needs a working model without
+    depending on the shipped weights.
+    """
+    from disanatdetect.calibration import CalibrationConfig
+    from disanatdetect.models import DALConfig
+    from disanatdetect.synth.batches import BatchConfig
+    from disanatdetect.train import TrainConfig, export_bundle, train
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    config = TrainConfig(out_dir=str(out), steps=150, warmup_steps=10, checkpoint_every=10_000, log_every=50,
+                         learning_rate=4e-3, model=DALConfig(encoder_channels=6, restoration_channels=6,
+                                                             decoder_channels=4, depth=3),
+                         batch=BatchConfig(batch_size=4))
+    checkpoint = train(config, progress=False)
+    calibration = CalibrationConfig(volumes_per_modality=1, modalities=("flair",))
+    return export_bundle(checkpoint, config, out / "bundle", "0.0.0-test", "test fixture", calibration)
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tiny_bundle):
+    from disanatdetect.bundle import load_bundle
+    from disanatdetect.pipeline import Detector
+
+    return Detector(load_bundle(tiny_bundle), device="cpu")
