@@ -9,10 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from disanatdetect.atlas import Atlas
-from disanatdetect.pipeline import DetectionConfig, analyse_atlas_space
+from disanatdetect.pipeline import AnomalyMethod, DetectionConfig
 from disanatdetect.preprocess import normalise_intensity
 from disanatdetect.synth.cases import synthetic_case
 from disanatdetect.synth.contrast import MODALITIES
@@ -28,22 +26,21 @@ class CalibrationConfig:
     seed: int = 10_000  # validation anatomies are disjoint from any training seed stream
 
 
-def healthy_scores(model: torch.nn.Module, atlas: Atlas, modality: str, seed: int,
-                   config: DetectionConfig = DetectionConfig()) -> np.ndarray:
+def healthy_scores(method: AnomalyMethod, modality: str, seed: int) -> np.ndarray:
     """Post-processed anomaly scores of the brain voxels of one healthy synthetic volume."""
-    case = synthetic_case(atlas, seed, modality, lesion="none")
+    case = synthetic_case(method.atlas, seed, modality, lesion="none")
     brain = case.labels.array > 0
+    config = DetectionConfig(modality=modality)
     image = normalise_intensity(case.image.array, brain, config.normalisation)
-    result = analyse_atlas_space(model, image, brain, atlas, DetectionConfig(modality=modality))
-    return result.anomaly[brain]
+    return method.analyse(image, brain, config).anomaly[brain]
 
 
-def calibrate_thresholds(model: torch.nn.Module, atlas: Atlas,
+def calibrate_thresholds(method: AnomalyMethod,
                          config: CalibrationConfig = CalibrationConfig()) -> dict[str, float]:
     """One threshold per modality, plus "default" (the largest, i.e. the most conservative)."""
     thresholds = {}
     for modality in config.modalities:
-        scores = np.concatenate([healthy_scores(model, atlas, modality, config.seed + index)
+        scores = np.concatenate([healthy_scores(method, modality, config.seed + index)
                                  for index in range(config.volumes_per_modality)])
         thresholds[modality] = round(float(np.quantile(scores, 1 - config.false_positive_rate)), 5)
     thresholds["default"] = max(thresholds.values())

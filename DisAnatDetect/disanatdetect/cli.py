@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from disanatdetect import __version__
@@ -89,7 +90,8 @@ def _report(result, input_path: str, volume, seconds_read: float) -> dict:
 
 def command_detect(args: argparse.Namespace) -> int:
     from disanatdetect.io import read_volume
-    from disanatdetect.pipeline import DetectionConfig, Detector
+    from disanatdetect.bundle import load_bundle
+    from disanatdetect.pipeline import DetectionConfig, Detector, resolve_device
 
     out_dir = Path(args.out)
     if not args.overwrite:
@@ -100,7 +102,8 @@ def command_detect(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     volume = read_volume(args.input)
     seconds_read = time.perf_counter() - started
-    detector = Detector(device=args.device)
+    bundle = load_bundle(args.model, device=resolve_device(args.device)) if args.model else None
+    detector = Detector(bundle, device=args.device)
     progress = _Progress(not args.quiet)
     try:
         result = detector.detect(volume, DetectionConfig(modality=args.modality, threshold=args.threshold),
@@ -156,15 +159,82 @@ def command_synth(args: argparse.Namespace) -> int:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from disanatdetect.train import TrainConfig, export_bundle, train
+    from disanatdetect.train import BaselineTrainConfig, TrainConfig, export_bundle, train
 
-    config = TrainConfig(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device,
-                         threads=args.threads)
+    settings = dict(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device, threads=args.threads)
+    config = TrainConfig(**settings) if args.model == "dal" else BaselineTrainConfig(model_name=args.model,
+                                                                                       **settings)
     checkpoint = train(config, resume=not args.restart, progress=not args.quiet)
     command = "disanatdetect " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     manifest = export_bundle(checkpoint, config, Path(args.out) / "bundle", args.version, command)
     if not args.quiet:
         print(f"bundle: {manifest}")
+    return 0
+
+
+BASELINE_BUNDLES = Path(__file__).parent / "weights"
+
+
+def _methods(names: list[str], device: str, with_ablations: bool) -> list:
+    from disanatdetect.baselines import ReconstructionMethod, ThresholdMethod
+    from disanatdetect.evaluate import ablations
+    from disanatdetect.pipeline import DALMethod
+
+    methods = []
+    for name in names:
+        if name == "dal":
+            methods.append(DALMethod(device=device))
+            if with_ablations:
+                methods += ablations(methods[-1])
+        elif name == "threshold":
+            methods.append(ThresholdMethod())
+        else:
+            manifest = BASELINE_BUNDLES / name / "manifest.json"
+            if not manifest.exists():
+                raise InputError(f"the {name} baseline is not installed at {manifest}; build it with "
+                                 f"'disanatdetect train --model {name}' and copy its bundle there.")
+            methods.append(ReconstructionMethod(str(manifest), device))
+    return methods
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from itertools import chain
+
+    from disanatdetect import evaluate as harness
+    from disanatdetect.figures import method_panels, precision_recall_curves
+
+    if not args.cases and not args.synthetic:
+        raise InputError("nothing to evaluate; pass --cases DIR and/or --synthetic.")
+    methods = _methods(args.methods.split(","), args.device, not args.no_ablations)
+    modalities = tuple(args.modalities.split(","))
+    sources = []
+    if args.cases:
+        sources.append(harness.folder_cases(args.cases, tuple(m for m in modalities if m in harness.MODALITY_FILES)))
+    if args.synthetic:
+        suite = harness.SuiteConfig()
+        sources.append(harness.synthetic_suite(replace(suite, modalities=tuple(
+            m for m in suite.modalities if m in modalities))))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def progress(row: dict) -> None:
+        if not args.quiet:
+            shown = {k: row[k] for k in ("ap", "best_dice", "dice", "false_positive_ml", "seconds") if k in row}
+            print(f"{row['source']:9} {row['case']:16} {row['modality']:5} {row['method']:20} {shown}",
+                  file=sys.stderr)
+
+    started = time.perf_counter()
+    evaluation = harness.evaluate(methods, chain(*sources), progress)
+    names = [m.name for m in methods]
+    harness.write_csv(evaluation.rows, out / "results.csv")
+    table = harness.summary_table(evaluation.rows)
+    (out / "results.md").write_text(table + "\n")
+    for (source, case, modality), panel in evaluation.panels.items():
+        method_panels(out / "figures" / f"{source}_{case}_{modality}.png", panel, names,
+                      f"{case} {modality.upper()}")
+    precision_recall_curves(out / "pr_curves.png", evaluation.curves)
+    print(table)
+    print(f"\n{len(evaluation.rows)} rows in {time.perf_counter() - started:.0f} s; results in {out}")
     return 0
 
 
@@ -184,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--threshold", type=float, default=None,
                         help="anomaly-map threshold (default: the model's label-free threshold for the modality)")
     detect.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    detect.add_argument("--model", default=None, help="manifest.json of another model bundle (default: shipped)")
     detect.add_argument("--quiet", action="store_true")
     detect.set_defaults(run=command_detect)
 
@@ -193,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lesion", default="tumour", choices=LESION_TYPES)
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    demo.add_argument("--model", default=None, help="manifest.json of another model bundle (default: shipped)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(run=command_demo)
 
@@ -205,9 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--quiet", action="store_true")
     synth.set_defaults(run=command_synth)
 
+    evaluation = commands.add_parser("evaluate", help="benchmark DAL and the baselines on cases with references")
+    evaluation.add_argument("--cases", default=None, help="BraTS-style folder: <case>/<modality>.nii.gz + reference")
+    evaluation.add_argument("--synthetic", action="store_true", help="add the fixed-seed synthetic suite")
+    evaluation.add_argument("--out", default="evaluation")
+    evaluation.add_argument("--methods", default="dal,threshold,ae,dae")
+    evaluation.add_argument("--modalities", default="t1,t1c,t2,flair,pd")
+    evaluation.add_argument("--no-ablations", action="store_true")
+    evaluation.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    evaluation.add_argument("--quiet", action="store_true")
+    evaluation.set_defaults(run=command_evaluate)
+
     training = commands.add_parser("train", help="train DAL on synthetic healthy data and write a model bundle")
+    training.add_argument("--model", default="dal", choices=("dal", "ae", "dae"),
+                          help="DAL, or a learned baseline (convolutional / denoising autoencoder)")
     training.add_argument("--out", default="runs/dal")
-    training.add_argument("--steps", type=int, default=3000)
+    training.add_argument("--steps", type=int, default=1400)
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--device", default="cpu")
     training.add_argument("--threads", type=int, default=0)

@@ -84,3 +84,74 @@ def detection_panel(path: str | Path, scan, pseudo_healthy, anomaly, mask, refer
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def method_panels(path: str | Path, panel: dict, methods: list[str], title: str = "") -> Path:
+    """One row per method: scan, its pseudo-healthy image (or the scan), anomaly map, mask, reference."""
+    plt = _pyplot()
+    scan, reference = panel["scan"].array, panel["reference"].array > 0
+    z = int(np.argmax(reference.sum((1, 2)))) if reference.any() else scan.shape[0] // 2
+    brain = scan[z][scan[z] > 0]
+    vmax = float(np.percentile(brain, 99.5)) if brain.size else 1.0
+    rows = [m for m in methods if m in panel]
+    figure, axes = plt.subplots(len(rows), 4, figsize=(9.6, 2.5 * len(rows)), squeeze=False)
+    for row, method in enumerate(rows):
+        phi, anomaly, mask = (v.array for v in panel[method])
+        for column, (name, image) in enumerate((("scan", scan), ("pseudo-healthy", phi), ("anomaly map", None),
+                                                 ("mask vs reference", None))):
+            axis = axes[row, column]
+            axis.imshow((image if image is not None else scan)[z][::-1], cmap="gray", vmin=0, vmax=vmax)
+            if name == "anomaly map":
+                a = anomaly[z][::-1]
+                axis.imshow(np.ma.masked_less_equal(a, 0), cmap="hot", alpha=0.75,
+                            vmax=max(float(np.percentile(anomaly[anomaly > 0], 99.5)), 1e-6) if (anomaly > 0).any()
+                            else 1.0)
+            if name == "mask vs reference":
+                axis.contour(reference[z][::-1].astype(float), levels=[0.5], colors="deepskyblue", linewidths=0.8)
+                if mask[z].any():
+                    axis.contour((mask[z] > 0)[::-1].astype(float), levels=[0.5], colors="orangered",
+                                 linewidths=0.8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(name, fontsize=9)
+            if column == 0:
+                axis.set_ylabel(method, fontsize=9)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def precision_recall_curves(path: str | Path, curves: dict) -> Path:
+    """Pooled precision-recall curves, one panel per (source, modality), one line per method."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt = _pyplot()
+    panels = sorted({(source, modality) for source, modality, _ in curves})
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    for axis, (source, modality) in zip(axes[0], panels):
+        for (s, m, method), pairs in sorted(curves.items()):
+            if (s, m) != (source, modality):
+                continue
+            scores = np.concatenate([p[0] for p in pairs])
+            labels = np.concatenate([p[1] for p in pairs])
+            precision, recall, _ = precision_recall_curve(labels, scores)
+            axis.plot(recall, precision, label=f"{method} ({average_precision_score(labels, scores):.2f})",
+                      linewidth=1)
+        axis.set_title(f"{source} {modality.upper()}", fontsize=9)
+        axis.set_xlabel("recall", fontsize=8)
+        axis.set_ylabel("precision", fontsize=8)
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1.02)
+        axis.legend(fontsize=6, loc="upper right")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 import SimpleITK as sitk
@@ -55,13 +56,13 @@ class AtlasSpaceResult:
 
     image: np.ndarray
     brain: np.ndarray
-    pseudo_healthy: np.ndarray
-    encoded: np.ndarray  # tissue class per voxel
-    restored: np.ndarray  # tissue class per voxel
-    intensities: np.ndarray  # per class
+    pseudo_healthy: np.ndarray | None  # None for methods without a reconstruction (thresholding)
     modality: str
     score: np.ndarray  # raw
     anomaly: np.ndarray  # post-processed
+    encoded: np.ndarray | None = None  # tissue class per voxel (DAL only)
+    restored: np.ndarray | None = None  # tissue class per voxel (DAL only)
+    intensities: np.ndarray | None = None  # per tissue class (DAL only)
 
 
 @dataclass
@@ -140,9 +141,11 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
     over the whole brain, which is more robust than per slice. Pass 2 restores and renders.
     """
     slices = _slices_with_brain(brain)
+    k = atlas.priors.shape[0]
     priors = torch.from_numpy(atlas.priors).to(device)
     image_t = torch.from_numpy(image).to(device)
-    encoded = np.zeros(image.shape, dtype=np.uint8)
+    encoded_probabilities = np.zeros((k,) + image.shape, dtype=np.float32)
+    encoded_probabilities[0] = 1.0
     restored = np.zeros(image.shape, dtype=np.uint8)
     disagreement = np.zeros(image.shape, dtype=np.float32)
     pseudo_healthy = np.zeros(image.shape, dtype=np.float32)
@@ -157,39 +160,75 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
         if progress is not None:
             progress("reconstructing", done / total)
 
+    def slice_priors(batch: np.ndarray) -> torch.Tensor:
+        return priors[:, batch].permute(1, 0, 2, 3)
+
     for batch in _batches(slices, config.batch_size):
-        x = image_t[batch].unsqueeze(1)
-        p = priors[:, batch].permute(1, 0, 2, 3)
-        encoded[batch] = model.encode(x, p).argmax(1).cpu().numpy()
+        logits = model.encode(image_t[batch].unsqueeze(1), slice_priors(batch))
+        encoded_probabilities[:, batch] = F.softmax(logits, 1).permute(1, 0, 2, 3).cpu().numpy()
         step(len(batch))
-    labels = encoded[brain]
-    values = image[brain]
-    intensities = np.zeros(atlas.priors.shape[0], dtype=np.float32)
-    for k in range(1, len(intensities)):
-        selected = values[labels == k]
-        intensities[k] = np.median(selected) if selected.size else np.median(values)
+    encoded = encoded_probabilities.argmax(0).astype(np.uint8)
+    labels, values = encoded[brain], image[brain]
+    intensities = np.zeros(k, dtype=np.float32)
+    for c in range(1, k):
+        selected = values[labels == c]
+        intensities[c] = np.median(selected) if selected.size else np.median(values)
     modality = infer_modality(intensities) if config.modality == "auto" else config.modality
     intensities_t = torch.from_numpy(intensities).to(device)
-    k = atlas.priors.shape[0]
     for batch in _batches(slices, config.batch_size):
-        p = priors[:, batch].permute(1, 0, 2, 3)
-        encoded_one_hot = F.one_hot(torch.from_numpy(encoded[batch]).long().to(device), k).permute(0, 3, 1, 2)
-        encoded_one_hot = encoded_one_hot.float()
+        probabilities = torch.from_numpy(encoded_probabilities[:, batch]).permute(1, 0, 2, 3).to(device)
+        encoded_anatomy = model.one_hot(torch.log(probabilities + 1e-8))  # one-hot, or soft in the ablation
         if model.config.use_restoration:
-            probabilities = F.softmax(model.restore(encoded_one_hot, p), 1)
-        else:
-            probabilities = encoded_one_hot
-        restored_one_hot = model.one_hot(torch.log(probabilities + 1e-8))
-        rendered = model.render(restored_one_hot, intensities_t.expand(len(batch), -1))
+            probabilities = F.softmax(model.restore(encoded_anatomy, slice_priors(batch)), 1)
+        restored_anatomy = model.one_hot(torch.log(probabilities + 1e-8))
+        rendered = model.render(restored_anatomy, intensities_t.expand(len(batch), -1))
         pseudo_healthy[batch] = rendered[:, 0].cpu().numpy()
         restored[batch] = probabilities.argmax(1).cpu().numpy()
-        disagreement[batch] = (1 - (encoded_one_hot * probabilities).sum(1)).cpu().numpy()
+        disagreement[batch] = (1 - (encoded_anatomy * probabilities).sum(1)).cpu().numpy()
         step(len(batch))
     pseudo_healthy = np.where(brain, pseudo_healthy, 0).astype(np.float32)
     score = anomaly_score(image, pseudo_healthy, modality, disagreement, config.anatomy_weight)
     score = np.where(brain, score, 0)
     anomaly = anomaly_map(score, brain, atlas.config.spacing_mm, config.postprocess)
-    return AtlasSpaceResult(image, brain, pseudo_healthy, encoded, restored, intensities, modality, score, anomaly)
+    return AtlasSpaceResult(image, brain, pseudo_healthy, modality, score, anomaly, encoded, restored, intensities)
+
+
+class AnomalyMethod(Protocol):
+    """What the pipeline and the benchmark harness need of a detector: DAL and the baselines alike.
+
+    ``analyse`` works on the working grid with a normalised image; registration, normalisation and the way back
+    to the input grid are the pipeline's job, shared by every method.
+    """
+
+    name: str
+    version: str
+
+    def analyse(self, image: np.ndarray, brain: np.ndarray, config: DetectionConfig,
+                progress: ProgressCallback | None = None,
+                should_cancel: Callable[[], bool] | None = None) -> AtlasSpaceResult: ...
+
+    def threshold_for(self, modality: str) -> float: ...
+
+
+class DALMethod:
+    """DAL from a model bundle (the shipped one by default)."""
+
+    name = "DAL"
+
+    def __init__(self, bundle: Bundle | None = None, device: str | torch.device = "auto"):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.bundle = bundle or load_bundle(device=self.device)
+        self.bundle.model.to(self.device).eval()
+        self.version = self.bundle.version
+        self.atlas = load_atlas(AtlasConfig(**_tuples(self.bundle.manifest.get("atlas_config", {}))))
+
+    def analyse(self, image, brain, config, progress=None, should_cancel=None) -> AtlasSpaceResult:
+        return analyse_atlas_space(self.bundle.model, image, brain, self.atlas, config, self.device, progress,
+                                   should_cancel)
+
+    def threshold_for(self, modality: str) -> float:
+        thresholds = self.bundle.thresholds
+        return float(thresholds.get(modality, thresholds["default"]))
 
 
 def _mask_and_lesions(anomaly: Volume, threshold: float, min_lesion_ml: float) -> tuple[Volume, list[dict]]:
@@ -213,79 +252,125 @@ def validate_input(volume: Volume) -> None:
 
 
 class Detector:
-    """A loaded model ready to process volumes; reuse it for many volumes to load the weights once."""
+    """A loaded method ready to process volumes; reuse it for many volumes to load the weights once.
 
-    def __init__(self, bundle: Bundle | None = None, device: str = "auto"):
-        self.device = resolve_device(device)
-        self.bundle = bundle or load_bundle(device=self.device)
-        self.bundle.model.to(self.device).eval()
-        self.atlas = load_atlas(AtlasConfig(**_tuples(self.bundle.manifest.get("atlas_config", {}))))
+    ``Detector()`` is DAL with the shipped model; ``Detector(bundle)`` another DAL bundle; ``Detector(method=...)``
+    any :class:`AnomalyMethod` (the baselines), run through the same registration and resampling.
+    """
+
+    def __init__(self, bundle: Bundle | None = None, device: str = "auto", method: AnomalyMethod | None = None):
+        self.method = method or DALMethod(bundle, device)
+        self.atlas = getattr(self.method, "atlas", None) or load_atlas()
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.method.bundle
 
     def threshold_for(self, modality: str) -> float:
-        thresholds = self.bundle.thresholds
-        return float(thresholds.get(modality, thresholds.get("default", 0.2)))
+        return self.method.threshold_for(modality)
 
     def detect(self, volume: Volume, config: DetectionConfig = DetectionConfig(),
                progress: ProgressCallback | None = None,
                should_cancel: Callable[[], bool] | None = None) -> DetectionResult:
         """Run the whole pipeline on ``volume``; outputs lie on its grid. The input is not modified."""
-        if config.modality not in ("auto",) + MODALITIES:
-            raise InputError(f"unknown modality {config.modality!r}; use auto, {', '.join(MODALITIES)}.")
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def report(stage: str, fraction: float = 0.0) -> None:
-            if should_cancel is not None and should_cancel():
-                raise Cancelled()
-            if progress is not None:
-                progress(stage, fraction)
-
-        def lap(name: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[name] = round(now - clock, 3)
-            clock = now
-
-        report("preparing")
-        validate_input(volume)
-        scan = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
-        input_brain = brain_mask(volume.array)
-        if input_brain.sum() < 1000:
-            raise InputError("the image has almost no voxels above zero; a skull-stripped brain MRI is expected.")
-        masked_scan = sitk.Mask(scan, sitk.Cast(_like(volume, input_brain.astype(np.uint8)), sitk.sitkUInt8))
-        lap("prepare")
-        report("registering")
-        reference = self.atlas.template.to_sitk()
-        transform = register_to_atlas(masked_scan, reference, config.registration)
-        lap("register")
-        image = sitk.GetArrayFromImage(resample_to(masked_scan, reference, transform))
-        brain = sitk.GetArrayFromImage(resample_to(_like(volume, input_brain.astype(np.float32)), reference,
-                                                   transform)) > 0.5
-        if brain.sum() < 1000:
-            raise InputError("the registered image does not overlap the atlas brain; is this a brain MRI?")
-        scale = intensity_scale(image, brain, config.normalisation)
-        normalised = normalise_intensity(image, brain, config.normalisation)
-        lap("normalise")
-        report("reconstructing")
-        result = analyse_atlas_space(self.bundle.model, normalised, brain, self.atlas, config, self.device,
-                                     progress, should_cancel)
-        lap("reconstruct")
-        report("post-processing")
-        inverse = transform.GetInverse()
-        back = {name: sitk.GetArrayFromImage(resample_to(self.atlas.template.with_array(array).to_sitk(), scan,
-                                                         inverse))
-                for name, array in (("anomaly", result.anomaly), ("phi", result.pseudo_healthy * scale))}
-        anomaly = volume.with_array(np.where(input_brain, back["anomaly"], 0).astype(np.float32))
-        phi_brain = sitk.GetArrayFromImage(resample_to(self.atlas.template.with_array(brain.astype(np.float32))
-                                                       .to_sitk(), scan, inverse)) > 0.5
-        pseudo_healthy = volume.with_array(np.where(phi_brain & input_brain, back["phi"], volume.array)
-                                           .astype(np.float32))
+        stopwatch = _Stopwatch(progress, should_cancel)
+        prepared = prepare_scan(volume, self.atlas, config, stopwatch)
+        stopwatch.stage("reconstructing")
+        result = self.method.analyse(prepared.image, prepared.brain, config, progress, should_cancel)
+        stopwatch.lap("reconstruct")
+        stopwatch.stage("post-processing")
         threshold = config.threshold if config.threshold is not None else self.threshold_for(result.modality)
-        mask, lesions = _mask_and_lesions(anomaly, threshold, config.postprocess.min_lesion_ml)
-        lap("resample_back")
-        report("post-processing", 1.0)
-        return DetectionResult(pseudo_healthy, anomaly, mask, float(threshold), result.modality, lesions, timings,
-                               self.bundle.version, config.postprocess.min_lesion_ml)
+        detection = to_input_grid(prepared, result, self.atlas, threshold, config, self.method.version)
+        stopwatch.lap("resample_back")
+        stopwatch.stage("post-processing", 1.0)
+        detection.timings = {**prepared.timings, **stopwatch.timings}
+        return detection
+
+
+class _Stopwatch:
+    """Stage reports (progress and cancellation) and seconds per stage for the report."""
+
+    def __init__(self, progress: ProgressCallback | None = None, should_cancel: Callable[[], bool] | None = None):
+        self.progress, self.should_cancel = progress, should_cancel
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def stage(self, name: str, fraction: float = 0.0) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled()
+        if self.progress is not None:
+            self.progress(name, fraction)
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._clock, 3)
+        self._clock = now
+
+
+@dataclass
+class PreparedScan:
+    """A scan registered to the atlas: what every method needs, computed once."""
+
+    volume: Volume
+    input_brain: np.ndarray  # on the input grid
+    transform: sitk.AffineTransform  # atlas points -> scan points
+    image: np.ndarray  # normalised, on the working grid
+    brain: np.ndarray  # on the working grid
+    scale: float  # the intensity that normalisation mapped to 1
+    timings: dict[str, float]
+
+
+def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = DetectionConfig(),
+                 stopwatch: _Stopwatch | None = None) -> PreparedScan:
+    """Check the input, find the brain, register it to the atlas and bring it, normalised, onto the working grid."""
+    stopwatch = stopwatch or _Stopwatch()
+    if config.modality not in ("auto",) + MODALITIES:
+        raise InputError(f"unknown modality {config.modality!r}; use auto, {', '.join(MODALITIES)}.")
+    stopwatch.stage("preparing")
+    validate_input(volume)
+    input_brain = brain_mask(volume.array)
+    if input_brain.sum() < 1000:
+        raise InputError("the image has almost no voxels above zero; a skull-stripped brain MRI is expected.")
+    scan = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
+    masked_scan = sitk.Mask(scan, sitk.Cast(_like(volume, input_brain.astype(np.uint8)), sitk.sitkUInt8))
+    stopwatch.lap("prepare")
+    stopwatch.stage("registering")
+    reference = atlas.template.to_sitk()
+    transform = register_to_atlas(masked_scan, reference, config.registration)
+    stopwatch.lap("register")
+    image = sitk.GetArrayFromImage(resample_to(masked_scan, reference, transform))
+    brain = sitk.GetArrayFromImage(resample_to(_like(volume, input_brain.astype(np.float32)), reference,
+                                               transform)) > 0.5
+    if brain.sum() < 1000:
+        raise InputError("the registered image does not overlap the atlas brain; is this a brain MRI?")
+    scale = intensity_scale(image, brain, config.normalisation)
+    normalised = normalise_intensity(image, brain, config.normalisation)
+    stopwatch.lap("normalise")
+    return PreparedScan(volume, input_brain, transform, normalised, brain, scale, dict(stopwatch.timings))
+
+
+def to_input_grid(prepared: PreparedScan, result: AtlasSpaceResult, atlas: Atlas, threshold: float,
+                  config: DetectionConfig = DetectionConfig(), version: str = "") -> DetectionResult:
+    """Resample a working-grid result back onto the scan's grid and threshold it there."""
+    volume = prepared.volume
+    scan = volume.to_sitk()
+    inverse = prepared.transform.GetInverse()
+
+    def back(array: np.ndarray) -> np.ndarray:
+        return sitk.GetArrayFromImage(resample_to(atlas.template.with_array(array).to_sitk(), scan, inverse))
+
+    anomaly = volume.with_array(np.where(prepared.input_brain, back(result.anomaly), 0).astype(np.float32))
+    inside = prepared.input_brain & (back(prepared.brain.astype(np.float32)) > 0.5)
+    phi = back(_or_image(result) * prepared.scale)
+    pseudo_healthy = volume.with_array(np.where(inside, phi, volume.array).astype(np.float32))
+    mask, lesions = _mask_and_lesions(anomaly, threshold, config.postprocess.min_lesion_ml)
+    return DetectionResult(pseudo_healthy, anomaly, mask, float(threshold), result.modality, lesions, {}, version,
+                           config.postprocess.min_lesion_ml)
+
+
+def _or_image(result: AtlasSpaceResult) -> np.ndarray:
+    """The pseudo-healthy image, or the scan itself for methods that do not reconstruct one."""
+    return result.pseudo_healthy if result.pseudo_healthy is not None else result.image
 
 
 def _like(volume: Volume, array: np.ndarray) -> sitk.Image:

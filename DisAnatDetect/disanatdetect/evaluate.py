@@ -1,0 +1,223 @@
+"""Benchmark harness (``disanatdetect evaluate``): every method on every case and modality, in one run.
+
+Cases come from a BraTS-style folder (``<case>/<modality>.nii.gz`` + ``reference.nii.gz``, or the BraTS 2021 and
+2023 file names) and from a fixed-seed synthetic suite (each lesion type in T1, T2, FLAIR and PD, plus healthy
+volumes for false positives). A real scan is registered once and every method scores that same preparation;
+synthetic cases are made on the working grid and need no registration. Metrics are pooled over the brain voxels
+of each case (and then averaged over cases): AP, best Dice (threshold searched on the case, for comparison with
+papers only), Dice at the method's own label-free threshold, AUROC, lesion-wise detection rate, and for healthy
+volumes the false-positive volume at that threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from disanatdetect import metrics
+from disanatdetect.atlas import load_atlas
+from disanatdetect.errors import InputError
+from disanatdetect.io import Volume, read_volume
+from disanatdetect.pipeline import (AnomalyMethod, DetectionConfig, _mask_and_lesions, prepare_scan,
+                                    to_input_grid)
+from disanatdetect.preprocess import normalise_intensity
+from disanatdetect.synth.cases import synthetic_case
+from disanatdetect.synth.lesions import LESION_TYPES
+
+# File names of each modality in the supported layouts: ours, BraTS 2021 (<case>_t1ce) and BraTS 2023 (<case>-t2f).
+MODALITY_FILES = {
+    "t1": ("t1", "_t1", "-t1n"),
+    "t1c": ("t1c", "_t1ce", "-t1c"),
+    "t2": ("t2", "_t2", "-t2w"),
+    "flair": ("flair", "_flair", "-t2f"),
+}
+REFERENCE_FILES = ("reference", "_seg", "-seg")
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """The synthetic suite: one case per lesion type and modality, and healthy volumes, from fixed seeds."""
+
+    modalities: tuple[str, ...] = ("t1", "t2", "flair", "pd")
+    lesions: tuple[str, ...] = LESION_TYPES
+    healthy_per_modality: int = 1
+    seed: int = 20_000  # disjoint from training and calibration seeds
+
+
+@dataclass
+class Case:
+    source: str  # "real" or "synthetic"
+    name: str
+    modality: str
+    image: Volume
+    reference: Volume
+    on_working_grid: bool = False
+
+
+@dataclass
+class Evaluation:
+    rows: list[dict] = field(default_factory=list)
+    curves: dict = field(default_factory=lambda: defaultdict(list))  # (modality, method) -> [(scores, labels)]
+    panels: dict = field(default_factory=dict)  # (case, modality) -> {method: DetectionResult-like}
+
+
+def _find(folder: Path, case: str, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        for candidate in (folder / f"{name}.nii.gz", folder / f"{case}{name}.nii.gz", folder / f"{name}.nii"):
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def folder_cases(root: str | Path, modalities: tuple[str, ...] = tuple(MODALITY_FILES)) -> Iterator[Case]:
+    """Cases of a BraTS-style folder: every sub-folder with a reference and at least one modality."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder of cases; pass a folder with <case>/<modality>.nii.gz files.")
+    found = False
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        reference_path = _find(folder, folder.name, REFERENCE_FILES)
+        if reference_path is None:
+            continue
+        reference = read_volume(reference_path)
+        for modality in modalities:
+            path = _find(folder, folder.name, MODALITY_FILES[modality])
+            if path is not None:
+                found = True
+                yield Case("real", folder.name, modality, read_volume(path), reference)
+    if not found:
+        raise InputError(f"no case with a reference and an image was found in {root}.")
+
+
+def synthetic_suite(config: SuiteConfig = SuiteConfig()) -> Iterator[Case]:
+    atlas = load_atlas()
+    index = 0
+    for lesion in config.lesions + ("none",) * config.healthy_per_modality:
+        index += 1
+        for modality in config.modalities:
+            case = synthetic_case(atlas, config.seed + index, modality, lesion)
+            name = f"{lesion}-{config.seed + index}" if lesion != "none" else f"healthy-{config.seed + index}"
+            yield Case("synthetic", name, modality, case.image, case.lesion_mask, on_working_grid=True)
+
+
+def _case_metrics(anomaly: np.ndarray, mask: np.ndarray, reference: np.ndarray, brain: np.ndarray,
+                  threshold: float, voxel_ml: float) -> dict:
+    row = {"lesion_ml": round(float(mask.sum() * voxel_ml), 3),
+           "false_positive_ml": round(metrics.false_positive_volume_ml(mask, reference, voxel_ml), 3)}
+    if reference.any():
+        best, best_threshold = metrics.best_dice(anomaly, reference, brain)
+        row.update({
+            "ap": metrics.average_precision(anomaly, reference, brain),
+            "best_dice": best,
+            "best_threshold": best_threshold,
+            "dice": metrics.dice(mask & brain, reference & brain),
+            "auroc": metrics.auroc(anomaly, reference, brain),
+            "detection_rate": metrics.lesion_detection_rate(mask, reference),
+        })
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
+
+
+def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None) -> Evaluation:
+    """Run every method on every case; returns rows (one per case x modality x method), PR data and panels."""
+    atlas = load_atlas()
+    evaluation = Evaluation()
+    for case in cases:
+        config = DetectionConfig(modality=case.modality)
+        started = time.perf_counter()
+        if case.on_working_grid:
+            brain_work = case.image.array > 0
+            image, prepared = normalise_intensity(case.image.array, brain_work), None
+        else:
+            prepared = prepare_scan(case.image, atlas, config)
+            image, brain_work = prepared.image, prepared.brain
+        preparation_seconds = time.perf_counter() - started
+        reference = case.reference.array > 0
+        for method in methods:
+            started = time.perf_counter()
+            result = method.analyse(image, brain_work, config)
+            threshold = method.threshold_for(result.modality)
+            if prepared is None:
+                anomaly_volume = case.image.with_array(result.anomaly)
+                mask_volume, _ = _mask_and_lesions(anomaly_volume, threshold, config.postprocess.min_lesion_ml)
+                anomaly, mask, brain = result.anomaly, mask_volume.array > 0, brain_work
+                phi = case.image.with_array(result.pseudo_healthy if result.pseudo_healthy is not None
+                                            else result.image)
+            else:
+                detection = to_input_grid(prepared, result, atlas, threshold, config, method.version)
+                anomaly, mask = detection.anomaly_map.array, detection.lesion_mask.array > 0
+                brain, phi = prepared.input_brain, detection.pseudo_healthy
+            seconds = time.perf_counter() - started
+            voxel_ml = float(np.prod(case.image.spacing)) / 1000.0
+            row = {"source": case.source, "case": case.name, "modality": case.modality, "method": method.name,
+                   "threshold": round(float(threshold), 5), "seconds": round(seconds, 2),
+                   "preparation_seconds": round(preparation_seconds, 2),
+                   **_case_metrics(anomaly, mask, reference, brain, threshold, voxel_ml)}
+            evaluation.rows.append(row)
+            if reference.any():
+                evaluation.curves[(case.source, case.modality, method.name)].append(
+                    (anomaly[brain].astype(np.float32), reference[brain]))
+            evaluation.panels.setdefault((case.source, case.name, case.modality), {"scan": case.image,
+                                                                                   "reference": case.reference})
+            evaluation.panels[(case.source, case.name, case.modality)][method.name] = (
+                phi, case.image.with_array(anomaly.astype(np.float32)), case.image.with_array(mask.astype(np.uint8)))
+            if progress is not None:
+                progress(row)
+    return evaluation
+
+
+METRIC_COLUMNS = ("ap", "best_dice", "dice", "auroc", "detection_rate")
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Markdown table of means per source, modality and method, with the healthy false-positive volume."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["source"], row["modality"], row["method"])].append(row)
+    lines = ["| source | modality | method | cases | AP | best Dice | Dice @ own threshold | AUROC | "
+             "lesions found | healthy FP (mL) | s / volume |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for (source, modality, method), group in groups.items():
+        lesioned = [r for r in group if "ap" in r]
+        healthy = [r for r in group if "ap" not in r]
+
+        def mean(key, subset=lesioned):
+            values = [r[key] for r in subset if key in r and not np.isnan(r[key])]
+            return f"{np.mean(values):.3f}" if values else "–"
+
+        lines.append(f"| {source} | {modality} | {method} | {len(lesioned)} | {mean('ap')} | {mean('best_dice')} | "
+                     f"{mean('dice')} | {mean('auroc')} | {mean('detection_rate')} | "
+                     f"{mean('false_positive_ml', healthy)} | {mean('seconds', group)} |")
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def ablations(dal_method) -> list:
+    """DAL variants that need no retraining: without edge restoration, and with soft (not one-hot) anatomy."""
+    import copy
+
+    variants = []
+    for name, change in (("DAL w/o restoration", {"use_restoration": False}),
+                         ("DAL soft anatomy", {"hard_one_hot": False})):
+        variant = copy.copy(dal_method)
+        model = copy.copy(dal_method.bundle.model)
+        model.config = replace(model.config, **change)
+        variant.bundle = replace(dal_method.bundle, model=model)
+        variant.name = name
+        variants.append(variant)
+    return variants

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from disanatdetect.models import DAL, DALConfig, build_model, class_intensities, differentiable_one_hot, edge_map
+from disanatdetect.synth.batches import BatchConfig
+from disanatdetect.train import TrainConfig, train
+
+
+def test_one_hot_is_hard_forward_and_passes_gradients():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 8, 8, requires_grad=True)
+    one_hot = differentiable_one_hot(logits)
+    assert set(one_hot.detach().unique().tolist()) == {0.0, 1.0}
+    torch.testing.assert_close(one_hot.detach().sum(1), torch.ones(2, 8, 8))
+    weights = torch.randn(1, 4, 1, 1)
+    (one_hot * weights).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    # Gumbel variant: still exactly one-hot, and still differentiable
+    logits.grad = None
+    (differentiable_one_hot(logits, gumbel=True) * weights).sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_soft_ablation_returns_probabilities():
+    logits = torch.randn(1, 4, 5, 5)
+    soft = differentiable_one_hot(logits, hard=False)
+    assert 0 < soft.min() and soft.max() < 1
+
+
+def test_edges_only_at_boundaries():
+    labels = torch.zeros(1, 16, 16, dtype=torch.long)
+    labels[:, 4:12, 4:12] = 3
+    one_hot = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float()
+    edges = edge_map(one_hot).sum(1)[0]
+    assert edges[8, 8] == 0 and edges[0, 0] == 0  # inside a region and far outside
+    assert edges[4, 8] > 0 and edges[3, 8] > 0  # on both sides of the boundary
+
+
+def test_class_intensities_are_robust_medians():
+    image = torch.zeros(1, 1, 10, 10)
+    anatomy = torch.zeros(1, 4, 10, 10)
+    anatomy[:, 0] = 1
+    anatomy[:, 0, :, :5], anatomy[:, 3, :, :5] = 0, 1
+    image[:, :, :, :5] = 0.7
+    image[:, :, 0, 0] = 5.0  # one outlier, like a lesion voxel, must not move the value
+    values = class_intensities(image, anatomy)
+    assert values[0, 3] == pytest.approx(0.7)
+    assert values[0, 0] == 0
+
+
+def test_registry_builds_models_by_name():
+    model = build_model("dal", {"encoder_channels": 4, "restoration_channels": 4, "decoder_channels": 4})
+    assert isinstance(model, DAL) and model.config.encoder_channels == 4
+    with pytest.raises(KeyError, match="unknown model"):
+        build_model("no-such-model")
+
+
+def test_pseudo_healthy_shapes():
+    model = DAL(DALConfig(encoder_channels=4, restoration_channels=4, decoder_channels=4)).eval()
+    out = model.pseudo_healthy(torch.rand(2, 1, 32, 24), torch.softmax(torch.rand(2, 4, 32, 24), 1))
+    assert out["pseudo_healthy"].shape == (2, 1, 32, 24)
+    assert out["encoded"].shape == out["restored"].shape == (2, 4, 32, 24)
+
+
+def test_training_lowers_the_loss_and_resumes(tmp_path):
+    config = TrainConfig(out_dir=str(tmp_path), steps=30, warmup_steps=2, log_every=5, checkpoint_every=15,
+                         learning_rate=4e-3, batch=BatchConfig(batch_size=2),
+                         model=DALConfig(encoder_channels=4, restoration_channels=4, decoder_channels=4))
+    train(TrainConfig(**{**config.__dict__, "steps": 15}), progress=False)
+    log = [__import__("json").loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == [5, 10, 15]
+    train(config, progress=False)  # resumes at step 15
+    log = [__import__("json").loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == [5, 10, 15, 20, 25, 30]
+    assert np.mean([r["total"] for r in log[-2:]]) < np.mean([r["total"] for r in log[:2]])
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["step"] == 30
