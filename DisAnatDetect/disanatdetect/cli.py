@@ -238,6 +238,22 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_benchmark(args: argparse.Namespace) -> int:
+    from disanatdetect import benchmark as bench
+    from disanatdetect.io import read_volume
+
+    methods = _methods(args.methods.split(","), args.device, with_ablations=False)
+    volume = read_volume(args.input) if args.input else None
+    report = bench.benchmark(methods, volume, args.runs, args.warmup)
+    table = bench.benchmark_table(report)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['input_shape']} voxels, {report['device']}, median of {report['runs']} runs, {report['date']}")
+    print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from disanatdetect.synth.contrast import MODALITIES
     from disanatdetect.synth.lesions import LESION_TYPES
@@ -287,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     evaluation.add_argument("--quiet", action="store_true")
     evaluation.set_defaults(run=command_evaluate)
+
+    bench = commands.add_parser("benchmark", help="seconds per stage and peak memory, DAL beside the baselines")
+    bench.add_argument("input", nargs="?", default=None, help="a scan (default: synthetic 240x240x155 FLAIR)")
+    bench.add_argument("--methods", default="dal,threshold,ae,dae")
+    bench.add_argument("--runs", type=int, default=5)
+    bench.add_argument("--warmup", type=int, default=1)
+    bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--out", default=None, help="write the JSON report here")
+    bench.set_defaults(run=command_benchmark)
 
     training = commands.add_parser("train", help="train DAL on synthetic healthy data and write a model bundle")
     training.add_argument("--model", default="dal", choices=("dal", "ae", "dae"),

@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from disanatdetect.atlas import CSF, GREY_MATTER, WHITE_MATTER, Atlas, AtlasConfig, load_atlas
+from disanatdetect.brain_extraction import extract_brain, has_skull
 from disanatdetect.bundle import Bundle, load_bundle
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume
@@ -45,6 +46,7 @@ class DetectionConfig:
     threshold: float | None = None  # None: the bundle's label-free threshold for the modality
     batch_size: int = 16
     anatomy_weight: float = 0.0
+    min_atlas_overlap: float = 0.8  # share of the registered brain inside the atlas brain; below: failure
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
@@ -328,9 +330,9 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
         raise InputError(f"unknown modality {config.modality!r}; use auto, {', '.join(MODALITIES)}.")
     stopwatch.stage("preparing")
     validate_input(volume)
-    input_brain = brain_mask(volume.array)
+    input_brain = extract_brain(volume) if has_skull(volume) else brain_mask(volume.array)
     if input_brain.sum() < 1000:
-        raise InputError("the image has almost no voxels above zero; a skull-stripped brain MRI is expected.")
+        raise InputError("the image has almost no voxels above zero; a brain MRI is expected.")
     scan = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
     masked_scan = sitk.Mask(scan, sitk.Cast(_like(volume, input_brain.astype(np.uint8)), sitk.sitkUInt8))
     stopwatch.lap("prepare")
@@ -341,8 +343,10 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
     image = sitk.GetArrayFromImage(resample_to(masked_scan, reference, transform))
     brain = sitk.GetArrayFromImage(resample_to(_like(volume, input_brain.astype(np.float32)), reference,
                                                transform)) > 0.5
-    if brain.sum() < 1000:
-        raise InputError("the registered image does not overlap the atlas brain; is this a brain MRI?")
+    inside_atlas = float((brain & atlas.brain_mask).sum()) / max(1, int(brain.sum()))
+    if brain.sum() < 1000 or inside_atlas < config.min_atlas_overlap:
+        raise InputError(f"registration to the brain atlas failed (only {inside_atlas:.0%} of the registered brain "
+                         "lies in the atlas brain); check that the image is a brain MRI.")
     scale = intensity_scale(image, brain, config.normalisation)
     normalised = normalise_intensity(image, brain, config.normalisation)
     stopwatch.lap("normalise")
