@@ -95,3 +95,19 @@ def test_synth_is_deterministic_per_seed(tmp_path):
         np.testing.assert_array_equal(read_volume(tmp_path / "a" / name).array,
                                       read_volume(tmp_path / "b" / name).array)
     assert read_volume(tmp_path / "a" / names[1]).array.sum() > 0
+
+
+def test_label_map_and_4d_inputs_are_refused(tmp_path, tiny_bundle, capsys):
+    import SimpleITK as sitk
+
+    labels = tmp_path / "seg.nii.gz"
+    write_volume(Volume((np.indices((30, 30, 30)).sum(0) % 4).astype(np.uint8)), labels)
+    series = tmp_path / "series.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((3, 10, 10, 10)).astype(np.float32),
+                                           isVector=False), str(series))
+    for path, message in ((labels, "label map"), (series, "4D")):
+        out = tmp_path / f"out-{path.stem}"
+        assert main(["detect", str(path), "--out", str(out), "--model", str(tiny_bundle), "--quiet"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and len(error.splitlines()) == 1
+        assert not out.exists()

@@ -29,6 +29,7 @@ from disanatdetect.synth.contrast import MODALITIES
 # Which way lesions depart from the pseudo-healthy image: +1 brighter (T2, FLAIR, PD), 0 either way (T1 family:
 # oedema is dark, an enhancing rim bright).
 LESION_SIGN = {"t1": 0, "t1c": 0, "t2": 1, "flair": 1, "pd": 1}
+MAX_LABEL_VALUES = 16  # an MRI has hundreds of grey values; a segmentation a handful
 STAGES = ("preparing", "registering", "reconstructing", "post-processing")
 
 ProgressCallback = Callable[[str, float], None]
@@ -251,6 +252,10 @@ def validate_input(volume: Volume) -> None:
         raise InputError(f"the image contains {int((~finite).sum())} NaN or infinite voxels; fix or mask them first.")
     if float(array.max()) <= float(array.min()):
         raise InputError("the image is constant (every voxel has the same value); it holds no MRI data.")
+    distinct = np.unique(array[:: max(1, array.shape[0] // 16)])  # a sample of slices is enough to tell
+    if distinct.size <= MAX_LABEL_VALUES:
+        raise InputError(f"the image has only {distinct.size} distinct values, so it looks like a label map or "
+                         "mask, not an MRI scan; pass the scan itself.")
 
 
 class Detector:
