@@ -6,6 +6,7 @@ the scene lives in ``DisAnatDetectLib`` (no Qt), the method in the ``disanatdete
 """
 
 import logging
+import time
 import traceback
 from typing import Annotated, Optional
 
@@ -272,7 +273,7 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not missing:
             return True
         question = _("DisAnatDetect needs these Python packages, which are not installed yet:\n\n{packages}\n\n"
-                     "Install them now from the Python Package Index (about 100 MB, a few minutes)?").format(
+                     "Install them now from the Python Package Index (this needs the internet once)?").format(
             packages="\n".join(f"  {requirement}" for requirement in missing))
         if not slicer.util.confirmOkCancelDisplay(question, _("Install Python packages")):
             return False
@@ -353,14 +354,16 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(_("The detection failed: {error}").format(error=error), detailedText=details)
             return
         parameterNode = self._parameterNode
-        if parameterNode is not None:
-            # Record the outputs so that the next run reuses them, and show the threshold used.
+        inputVolume = slicer.mrmlScene.GetNodeByID(task.inputVolumeID)
+        currentInput = parameterNode.inputVolume if parameterNode is not None else None
+        if currentInput is not None and currentInput.GetID() == task.inputVolumeID:
+            # Record the outputs so that the next run reuses them, and show the threshold used. (If a script chose
+            # another input meanwhile, its selectors are left alone: they must not point at this input's nodes.)
             with slicer.util.NodeModify(parameterNode):
                 for name, node in zip(OUTPUT_PARAMETERS, outputs.nodes()):
                     setattr(parameterNode, name, node)
                 if parameterNode.useModelThreshold:
                     parameterNode.threshold = _sliderValue(outputs.result.threshold)
-        inputVolume = slicer.mrmlScene.GetNodeByID(task.inputVolumeID)
         opacity = parameterNode.overlayOpacity if parameterNode else DEFAULT_OVERLAY_OPACITY
         self.logic.showResults(inputVolume, outputs, opacity)
         self.ui.segmentationShow3DButton.setSegmentationNode(outputs.lesionSegmentation)
@@ -381,9 +384,10 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if modelThreshold is None:
             return  # no result yet: the slider sets the threshold of the next run
         wanted = modelThreshold if parameterNode.useModelThreshold else parameterNode.threshold
-        with slicer.util.tryWithErrorDisplay(_("Failed to re-threshold the anomaly map."), waitCursor=True):
-            result = self.logic.setThreshold(inputVolume, wanted)
-            self.ui.statusLabel.text = self.logic.resultSummary(result)
+        if self.logic.resultFor(inputVolume).threshold != wanted:
+            with slicer.util.tryWithErrorDisplay(_("Failed to re-threshold the anomaly map."), waitCursor=True):
+                result = self.logic.setThreshold(inputVolume, wanted)
+                self.ui.statusLabel.text = self.logic.resultSummary(result)
         if parameterNode.useModelThreshold:
             parameterNode.threshold = _sliderValue(wanted)  # show the model's threshold on the (disabled) slider
 
@@ -415,8 +419,8 @@ class DisAnatDetectLogic(DisAnatDetectLib.DisAnatDetectLogic, ScriptedLoadableMo
 
 
 class DisAnatDetectTest(ScriptedLoadableModuleTest):
-    """Self-test in Slicer (Reload and Test, or ctest): the logic on a synthetic case with an exact lesion mask and on
-    the MRBrainTumor1 sample, then the widget end to end."""
+    """Self-test in Slicer (Reload and Test, or ctest): the logic on a synthetic case with an exact lesion mask, the
+    module panel end to end, and the logic on the MRBrainTumor1 sample when skull-on scans can be processed."""
 
     # A synthetic FLAIR with a tumour (deterministic for this seed; no download).
     SYNTHETIC_SEED = 1
@@ -432,14 +436,31 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_SyntheticCase()
         self.setUp()
-        self.test_MRBrainTumor1()
-        self.setUp()
         self.test_Widget()
+        self.setUp()
+        if self._skullStrippingAvailable():
+            self.test_MRBrainTumor1()
+        else:
+            logging.info("MRBrainTumor1 test skipped: it has its skull on, and the head template that removes it "
+                         "is not installed (see the README's troubleshooting).")
 
-    def _addVolume(self, volume, name):
+    @staticmethod
+    def _skullStrippingAvailable() -> bool:
+        try:
+            from disanatdetect import brain_extraction
+        except ImportError:
+            return False
+        folder = getattr(brain_extraction, "COLIN27_FOLDER", None)
+        return folder is not None and (folder / "ch2.nii.gz").exists()
+
+    def _syntheticCase(self):
+        """A synthetic FLAIR with a tumour as a volume node, and the case (with its exact lesion mask)."""
+        from disanatdetect.atlas import load_atlas
+        from disanatdetect.synth.cases import synthetic_case
         from DisAnatDetectLib import nodes
 
-        return nodes.addVolumeNode(volume, name)
+        case = synthetic_case(load_atlas(), self.SYNTHETIC_SEED, "flair", "tumour")
+        return nodes.addVolumeNode(case.image, "SyntheticFLAIR"), case
 
     def _assertOutputs(self, inputVolume, outputs):
         import numpy as np
@@ -460,14 +481,11 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
     def test_SyntheticCase(self):
         import numpy as np
 
-        from disanatdetect.atlas import load_atlas
-        from disanatdetect.synth.cases import synthetic_case
-
         self.delayDisplay("Synthetic FLAIR with a tumour")
-        case = synthetic_case(load_atlas(), self.SYNTHETIC_SEED, "flair", "tumour")
-        inputVolume = self._addVolume(case.image, "SyntheticFLAIR")
+        inputVolume, case = self._syntheticCase()
         before = slicer.util.arrayFromVolume(inputVolume).copy()
-        outputs = DisAnatDetectLogic().process(inputVolume, modality="FLAIR", device="auto")
+        logic = DisAnatDetectLogic()
+        outputs = logic.process(inputVolume, modality="FLAIR", device="auto")
         self._assertOutputs(inputVolume, outputs)
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(inputVolume), before)
 
@@ -478,7 +496,34 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
         ratio = found.sum() / max(1, truth.sum())
         self.assertGreaterEqual(dice, self.MIN_DICE)
         self.assertTrue(self.VOLUME_RATIO_RANGE[0] <= ratio <= self.VOLUME_RATIO_RANGE[1], ratio)
+
+        # Re-running reuses the nodes; a stricter threshold shrinks the lesion without a model call.
+        nodeIDs = [node.GetID() for node in outputs.nodes()]
+        again = logic.process(inputVolume, modality="FLAIR")
+        self.assertEqual([node.GetID() for node in again.nodes()], nodeIDs)
+        stricter = logic.setThreshold(inputVolume, again.result.threshold * 1.5)
+        self.assertLessEqual(stricter.lesion_volume_ml, again.result.lesion_volume_ml)
         self.delayDisplay(f"Dice {dice:.2f}, volume ratio {ratio:.2f}: test passed")
+
+    def test_Widget(self):
+        self.delayDisplay("The module panel, end to end")
+        inputVolume, _ = self._syntheticCase()
+        slicer.util.selectModule("DisAnatDetect")
+        widget = slicer.util.getModuleWidget("DisAnatDetect")
+        parameterNode = widget.logic.getParameterNode()
+        parameterNode.inputVolume = inputVolume
+        parameterNode.modality = "FLAIR"
+        self.assertTrue(widget.ui.applyButton.enabled)
+        widget.onApplyButton()
+        self.assertFalse(widget.ui.applyButton.enabled)
+        while widget._task is not None:
+            slicer.app.processEvents()  # the poll timer finishes the run on this thread
+            time.sleep(POLL_INTERVAL_MS / 1000.0)
+        self.assertIsNotNone(parameterNode.lesionSegmentation)
+        self.assertIsNotNone(parameterNode.statisticsTable)
+        self.assertIsNotNone(parameterNode.lesionSegmentation.GetSegmentation().GetSegment("Lesion"))
+        self.assertTrue(widget.ui.applyButton.enabled)
+        self.delayDisplay("Test passed")
 
     def test_MRBrainTumor1(self):
         import numpy as np
@@ -487,39 +532,11 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
         self.delayDisplay("MRBrainTumor1 sample (downloaded on first use)")
         inputVolume = SampleData.downloadSample("MRBrainTumor1")
         before = slicer.util.arrayFromVolume(inputVolume).copy()
-        logic = DisAnatDetectLogic()
-        outputs = logic.process(inputVolume, modality="T1c")
+        outputs = DisAnatDetectLogic().process(inputVolume, modality="T1c")
         self._assertOutputs(inputVolume, outputs)
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(inputVolume), before)
-        # Between nothing and the whole head: the sample has its skull on, so only sanity is asserted here.
+        # Between nothing and the whole head: only sanity is asserted on this sample (no reference mask).
         headMl = (before > 0).sum() * np.prod(inputVolume.GetSpacing()) / 1000.0
-        self.assertGreaterEqual(outputs.result.lesion_volume_ml, 0.0)
+        self.assertGreater(outputs.result.lesion_volume_ml, 0.0)
         self.assertLess(outputs.result.lesion_volume_ml, headMl)
-
-        # Re-running reuses the same nodes; re-thresholding changes the segment without a model call.
-        nodeCount = slicer.mrmlScene.GetNumberOfNodes()
-        again = logic.process(inputVolume, modality="T1c")
-        self.assertEqual([node.GetID() for node in again.nodes()], [node.GetID() for node in outputs.nodes()])
-        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
-        stricter = logic.setThreshold(inputVolume, again.result.threshold * 2.0)
-        self.assertLessEqual(stricter.lesion_volume_ml, again.result.lesion_volume_ml)
-        self.delayDisplay("Test passed")
-
-    def test_Widget(self):
-        import SampleData
-
-        self.delayDisplay("The module panel, end to end")
-        inputVolume = SampleData.downloadSample("MRBrainTumor1")
-        slicer.util.selectModule("DisAnatDetect")
-        widget = slicer.util.getModuleWidget("DisAnatDetect")
-        parameterNode = widget.logic.getParameterNode()
-        parameterNode.inputVolume = inputVolume
-        parameterNode.modality = "T1c"
-        self.assertTrue(widget.ui.applyButton.enabled)
-        widget.onApplyButton()
-        while widget._task is not None:
-            slicer.app.processEvents()  # the poll timer finishes the run on this thread
-        self.assertIsNotNone(parameterNode.lesionSegmentation)
-        self.assertIsNotNone(parameterNode.statisticsTable)
-        self.assertIsNotNone(parameterNode.lesionSegmentation.GetSegmentation().GetSegment("Lesion"))
         self.delayDisplay("Test passed")

@@ -100,7 +100,8 @@ def draw(args) -> Path:
     from DisAnatDetectLib import DisAnatDetectLogic, nodes
 
     detector = Detector(load_bundle(args.model) if args.model else None, device=args.device)
-    inputVolume = loadVolumeNode(args.scan, args.scan.name.split(".")[0])
+    # Named as a user would see it in the Data module: case folder and file name.
+    inputVolume = loadVolumeNode(args.scan, f"{args.scan.parent.name} {args.scan.name.split('.')[0]}")
     outputs = DisAnatDetectLogic(detector=detector).process(inputVolume, modality=args.modality, device=args.device)
     result = outputs.result
 
@@ -122,22 +123,23 @@ def draw(args) -> Path:
     visibleFrom = anomalyDisplay.GetLowerThreshold()
     segment = outputs.lesionSegmentation.GetSegmentation().GetSegment(outputs.lesionSegmentId)
 
-    figure = plt.figure(figsize=(12, 6.6), dpi=FIGURE_DPI)
-    grid = figure.add_gridspec(2, 3, height_ratios=(4.2, 1.6), hspace=0.08, wspace=0.04)
+    figure = plt.figure(figsize=(12, 5.8), dpi=FIGURE_DPI)
+    grid = figure.add_gridspec(2, 3, height_ratios=(4.2, 1.1), hspace=0.12, wspace=0.04)
     panels = [figure.add_subplot(grid[0, column]) for column in range(3)]
     low, high = windowLimits(inputVolume)
     panels[0].imshow(axialView(inputVolume, scan, k), cmap="gray", vmin=low, vmax=high)
-    panels[0].set_title(f"Input: {inputVolume.GetName()} (axial slice {k})")
+    panels[0].set_title(f"{inputVolume.GetName()}\n(input, axial slice {k})", fontsize=10)
     low, high = windowLimits(outputs.pseudoHealthyVolume)
     panels[1].imshow(axialView(inputVolume, phi, k), cmap="gray", vmin=low, vmax=high)
-    panels[1].set_title("Pseudo-healthy volume")
+    panels[1].set_title(f"{outputs.pseudoHealthyVolume.GetName()}\n(pseudo-healthy volume)", fontsize=10)
     low, high = windowLimits(inputVolume)
     panels[2].imshow(axialView(inputVolume, scan, k), cmap="gray", vmin=low, vmax=high)
     shown = np.ma.masked_less(axialView(inputVolume, anomaly, k), visibleFrom)
     panels[2].imshow(shown, cmap="inferno", vmin=anomalyDisplay.GetWindowLevelMin(),
                      vmax=anomalyDisplay.GetWindowLevelMax(), alpha=args.opacity)
     panels[2].contour(axialView(inputVolume, lesion, k), levels=[0.5], colors=[segment.GetColor()], linewidths=1.2)
-    panels[2].set_title("Anomaly map over the input, Lesion segment outlined")
+    panels[2].set_title(f"{outputs.anomalyMapVolume.GetName()}\nover the input, "
+                        f"\"{segment.GetName()}\" segment outlined", fontsize=10)
     for panel in panels:
         panel.set_axis_off()
 

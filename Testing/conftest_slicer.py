@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slicer_scene import addModulePath, createSlicerApplication, loadVolumeNode  # noqa: F401 - re-exported
+from slicer_scene import addModulePath, createSlicerApplication
 
 pytest.importorskip("slicer", reason="the slicer-core package (Slicer's MRML libraries) is not installed")
 

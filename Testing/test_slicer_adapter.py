@@ -295,8 +295,12 @@ def test_rethreshold_updates_segment_and_table_without_the_model(run, countingDe
     assert back.threshold == pytest.approx(run.defaultResult.threshold)
     np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), run.segmentAtDefault)
     assert countingDetector.calls == callsBefore
+
+    # The first logic notices that another one has written since, and works from the node, not its memory.
+    assert run.logic.resultFor(run.inputVolume).threshold == pytest.approx(run.defaultResult.threshold)
     run.logic.setThreshold(run.inputVolume, run.workingThreshold)  # as the other tests expect
     np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), run.segment)
+    assert countingDetector.calls == callsBefore
 
 
 def test_rerun_reuses_the_output_nodes(run, countingDetector):

@@ -22,6 +22,8 @@ import logging
 import threading
 import time
 import traceback
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +36,13 @@ from . import nodes
 from .parameters import MODULE_NAME, STAGES, coreDevice, coreModality, overallProgress
 
 ProgressCallback = Callable[[str, float], None]
+
+# Results kept in memory for instant re-thresholding (each holds a few volumes); older ones are rebuilt from their
+# anomaly-map node when needed, so a batch over many scans does not accumulate memory.
+RESULTS_KEPT = 4
+# Ties an in-memory result to its latest write into the anomaly-map node: renewed on every write, so a result is
+# trusted only while no one else (another logic, a cleared scene reusing node IDs) has written there since.
+RESULT_TOKEN_ATTRIBUTE = nodes.RESULT_ATTRIBUTE_PREFIX + "ResultToken"
 
 
 @dataclass
@@ -136,8 +145,8 @@ class DisAnatDetectLogic:
         self.detector = detector
         self._detectors: dict[str, object] = {}
         self._detectorLock = threading.Lock()
-        # Latest result per input node ID, for re-thresholding without a model call.
-        self._results: dict[str, tuple[object, float]] = {}
+        # Latest result per input node ID, for re-thresholding without a model call: (token, result, model threshold).
+        self._results: OrderedDict[str, tuple[str, object, float]] = OrderedDict()
 
     # --- parameter node (the contract of Slicer's ScriptedLoadableModuleLogic) ----------------------------------------
 
@@ -207,7 +216,7 @@ class DisAnatDetectLogic:
         given = {"pseudoHealthyVolume": pseudoHealthyVolume, "anomalyMapVolume": anomalyMapVolume,
                  "lesionSegmentation": lesionSegmentation, "statisticsTable": statisticsTable}
         for kind, node in given.items():
-            if node is not None and node is inputVolume:
+            if node is not None and node.GetID() == inputVolume.GetID():
                 raise InputError(f"the {kind} output cannot be the input volume; choose another node or none.")
         previous = nodes.findOutputs(inputVolume)
         created = []
@@ -232,7 +241,7 @@ class DisAnatDetectLogic:
             for node in created:
                 slicer.mrmlScene.RemoveNode(node)
             raise
-        self._results[inputVolume.GetID()] = (result, computed.modelThreshold)
+        self._remember(inputVolume, outputs["anomalyMapVolume"], result, computed.modelThreshold)
         return DetectionOutputs(**outputs, result=result, modelThreshold=computed.modelThreshold)
 
     def startDetection(self, inputVolume, modality: str = "auto", device: str = "auto",
@@ -309,7 +318,7 @@ class DisAnatDetectLogic:
         if "anomalyMapVolume" in outputs:
             nodes.updateAnomalyMapThreshold(outputs["anomalyMapVolume"], threshold)
             self._writeResultAttributes(outputs["anomalyMapVolume"], result, modelThreshold)
-        self._results[inputVolume.GetID()] = (result, modelThreshold)
+            self._remember(inputVolume, outputs["anomalyMapVolume"], result, modelThreshold)
         return result
 
     @staticmethod
@@ -364,18 +373,27 @@ class DisAnatDetectLogic:
                             ("Modality", result.modality), ("ModelVersion", result.model_version),
                             ("MinLesionMl", result.min_lesion_ml)):
             anomalyMapVolume.SetAttribute(prefix + name, str(value))
+        anomalyMapVolume.SetAttribute(RESULT_TOKEN_ATTRIBUTE, uuid.uuid4().hex)
+
+    def _remember(self, inputVolume, anomalyMapVolume, result, modelThreshold: float) -> None:
+        key = inputVolume.GetID()
+        self._results[key] = (anomalyMapVolume.GetAttribute(RESULT_TOKEN_ATTRIBUTE) or "", result, modelThreshold)
+        self._results.move_to_end(key)
+        while len(self._results) > RESULTS_KEPT:
+            self._results.popitem(last=False)
 
     def _storedResult(self, inputVolume):
         """(result, model threshold) from memory, else rebuilt from the output nodes of an earlier session."""
-        if inputVolume is None:
+        if inputVolume is None or inputVolume.GetID() is None:
             return None
-        if inputVolume.GetID() in self._results:
-            return self._results[inputVolume.GetID()]
         outputs = nodes.findOutputs(inputVolume)
         anomalyMapVolume = outputs.get("anomalyMapVolume")
         prefix = nodes.RESULT_ATTRIBUTE_PREFIX
         if anomalyMapVolume is None or anomalyMapVolume.GetAttribute(prefix + "Threshold") is None:
             return None
+        remembered = self._results.get(inputVolume.GetID())
+        if remembered is not None and remembered[0] == (anomalyMapVolume.GetAttribute(RESULT_TOKEN_ATTRIBUTE) or ""):
+            return remembered[1], remembered[2]
         from disanatdetect.pipeline import DetectionResult
 
         anomaly = nodes.volumeFromNode(anomalyMapVolume)
@@ -388,6 +406,6 @@ class DisAnatDetectLogic:
                                  float(anomalyMapVolume.GetAttribute(prefix + "MinLesionMl") or 0.0))
         # The mask and components come from the anomaly map, exactly as the pipeline made them.
         result = result.rethreshold(threshold)
-        stored = (result, float(anomalyMapVolume.GetAttribute(prefix + "ModelThreshold") or threshold))
-        self._results[inputVolume.GetID()] = stored
-        return stored
+        modelThreshold = float(anomalyMapVolume.GetAttribute(prefix + "ModelThreshold") or threshold)
+        self._remember(inputVolume, anomalyMapVolume, result, modelThreshold)
+        return result, modelThreshold
