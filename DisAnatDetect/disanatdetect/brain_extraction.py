@@ -1,14 +1,17 @@
 """Brain extraction for scans that still have skull, scalp and neck.
 
 A skull-stripped scan passes through untouched (its brain is where it is above zero). A scan with skull is
-registered, head to head, to the Colin27 head (one real person's 1 mm MRI in MNI space, from Debian's
-``mricron-data``), and Colin27's brain mask, slightly dilated so as not to cut the cortex, is carried back onto
-the scan. Registration to the atlas then refines the alignment on the extracted brain.
+registered, head to head, to the Colin27 head (one real person's MRI in MNI space), and Colin27's brain mask,
+slightly dilated so as not to cut the cortex, is carried back onto the scan. Registration to the atlas then refines
+the alignment on the extracted brain.
+
+The package ships Colin27's head and brain mask at 2 mm (``data/colin27_*_2mm.nii.gz``), made from Debian's
+``mricron-data`` (``ch2.nii.gz``, ``ch2bet.nii.gz``) by ``python3 -m disanatdetect.brain_extraction``.
+(C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal Neurological Institute; see LICENSE.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,10 @@ from scipy import ndimage
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume
 
-COLIN27_FOLDER = Path(os.environ.get("DISANATDETECT_COLIN27", "/usr/share/mricron/templates"))
+MRICRON_TEMPLATES = Path("/usr/share/mricron/templates")
+TEMPLATE_FOLDER = Path(__file__).parent / "data"
+HEAD_TEMPLATE = TEMPLATE_FOLDER / "colin27_head_2mm.nii.gz"
+BRAIN_TEMPLATE = TEMPLATE_FOLDER / "colin27_brain_2mm.nii.gz"
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,6 @@ class BrainExtractionConfig:
 
     skull_volume_ml: float = 2100.0
     brain_dilation_mm: float = 2.0
-    template_spacing_mm: float = 2.0
 
 
 def foreground(array: np.ndarray) -> np.ndarray:
@@ -54,12 +59,29 @@ def has_skull(volume: Volume, config: BrainExtractionConfig = BrainExtractionCon
     return float(foreground(sampled).sum()) * voxel_ml > config.skull_volume_ml
 
 
+def build_templates(source: Path = MRICRON_TEMPLATES, spacing_mm: float = 2.0) -> None:
+    """Write the shipped 2 mm Colin27 head (uint8) and brain mask from mricron-data's 1 mm files."""
+    head = sitk.ReadImage(str(source / "ch2.nii.gz"), sitk.sitkFloat32)
+    brain = sitk.ReadImage(str(source / "ch2bet.nii.gz"), sitk.sitkFloat32)
+    size = [int(round(n * s / spacing_mm)) for n, s in zip(head.GetSize(), head.GetSpacing())]
+    reference = sitk.Image(size, sitk.sitkFloat32)
+    reference.SetSpacing((spacing_mm,) * 3)
+    reference.SetOrigin(head.GetOrigin())
+    reference.SetDirection(head.GetDirection())
+    smooth = sitk.SmoothingRecursiveGaussian(head, spacing_mm / 2.355)  # anti-aliasing before downsampling
+    small_head = sitk.Resample(smooth, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkUInt8)
+    small_brain = sitk.Resample(sitk.Cast(brain > 0, sitk.sitkFloat32), reference, sitk.Transform(),
+                                sitk.sitkLinear, 0.0) > 0.5
+    TEMPLATE_FOLDER.mkdir(exist_ok=True)
+    sitk.WriteImage(small_head, str(HEAD_TEMPLATE), useCompression=True)
+    sitk.WriteImage(sitk.Cast(small_brain, sitk.sitkUInt8), str(BRAIN_TEMPLATE), useCompression=True)
+
+
 def _colin27() -> tuple[sitk.Image, sitk.Image]:
-    head, brain = COLIN27_FOLDER / "ch2.nii.gz", COLIN27_FOLDER / "ch2bet.nii.gz"
-    if not (head.exists() and brain.exists()):
-        raise InputError("the scan still has its skull, and the Colin27 head template that removes it (Debian "
-                         "package mricron-data) is not installed; install mricron-data or skull-strip the scan.")
-    return sitk.ReadImage(str(head), sitk.sitkFloat32), sitk.ReadImage(str(brain), sitk.sitkFloat32)
+    if not (HEAD_TEMPLATE.exists() and BRAIN_TEMPLATE.exists()):
+        raise InputError("the scan still has its skull, and the Colin27 templates that remove it are missing from "
+                         "this installation; reinstall disanatdetect or skull-strip the scan.")
+    return sitk.ReadImage(str(HEAD_TEMPLATE), sitk.sitkFloat32), sitk.ReadImage(str(BRAIN_TEMPLATE), sitk.sitkFloat32)
 
 
 def extract_brain(volume: Volume, config: BrainExtractionConfig = BrainExtractionConfig()) -> np.ndarray:
@@ -67,13 +89,6 @@ def extract_brain(volume: Volume, config: BrainExtractionConfig = BrainExtractio
     from disanatdetect.preprocess import RegistrationConfig, register_to_atlas
 
     head_template, brain_template = _colin27()
-    spacing = config.template_spacing_mm
-    size = [int(round(n * s / spacing)) for n, s in zip(head_template.GetSize(), head_template.GetSpacing())]
-    reference = sitk.Image(size, sitk.sitkFloat32)
-    reference.SetSpacing((spacing,) * 3)
-    reference.SetOrigin(head_template.GetOrigin())
-    reference.SetDirection(head_template.GetDirection())
-    head_template = sitk.Resample(head_template, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
     scan = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
     transform = register_to_atlas(scan, head_template, RegistrationConfig(shrink_factors=(4, 2, 1),
                                                                           smoothing_mm=(4.0, 2.0, 1.0)))
@@ -82,3 +97,8 @@ def extract_brain(volume: Volume, config: BrainExtractionConfig = BrainExtractio
     on_scan = sitk.Resample(brain, scan, transform.GetInverse(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     mask = sitk.GetArrayFromImage(on_scan) > 0
     return mask & foreground(volume.array)
+
+
+if __name__ == "__main__":
+    build_templates()
+    print(f"wrote {HEAD_TEMPLATE} and {BRAIN_TEMPLATE}")

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--model", default="dal", choices=("dal", "ae", "dae"),
                           help="DAL, or a learned baseline (convolutional / denoising autoencoder)")
     training.add_argument("--out", default="runs/dal")
-    training.add_argument("--steps", type=int, default=1400)
+    training.add_argument("--steps", type=int, default=1000)
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--device", default="cpu")
     training.add_argument("--threads", type=int, default=0)

@@ -166,9 +166,22 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
     def slice_priors(batch: np.ndarray) -> torch.Tensor:
         return priors[:, batch].permute(1, 0, 2, 3)
 
+    brain_t = torch.from_numpy(brain).to(device)
+
+    def inside_brain(probabilities: torch.Tensor, batch: np.ndarray) -> torch.Tensor:
+        """The brain mask is known: background outside it, one of the tissues inside it."""
+        inside = brain_t[batch].unsqueeze(1)
+        tissue = probabilities.clone()
+        tissue[:, :1] = 0
+        tissue = tissue / tissue.sum(1, keepdim=True).clamp(min=1e-8)
+        outside = torch.zeros_like(probabilities)
+        outside[:, 0] = 1
+        return torch.where(inside, tissue, outside)
+
     for batch in _batches(slices, config.batch_size):
         logits = model.encode(image_t[batch].unsqueeze(1), slice_priors(batch))
-        encoded_probabilities[:, batch] = F.softmax(logits, 1).permute(1, 0, 2, 3).cpu().numpy()
+        probabilities = inside_brain(F.softmax(logits, 1), batch)
+        encoded_probabilities[:, batch] = probabilities.permute(1, 0, 2, 3).cpu().numpy()
         step(len(batch))
     encoded = encoded_probabilities.argmax(0).astype(np.uint8)
     labels, values = encoded[brain], image[brain]
@@ -182,7 +195,7 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
         probabilities = torch.from_numpy(encoded_probabilities[:, batch]).permute(1, 0, 2, 3).to(device)
         encoded_anatomy = model.one_hot(torch.log(probabilities + 1e-8))  # one-hot, or soft in the ablation
         if model.config.use_restoration:
-            probabilities = F.softmax(model.restore(encoded_anatomy, slice_priors(batch)), 1)
+            probabilities = inside_brain(F.softmax(model.restore(encoded_anatomy, slice_priors(batch)), 1), batch)
         restored_anatomy = model.one_hot(torch.log(probabilities + 1e-8))
         rendered = model.render(restored_anatomy, intensities_t.expand(len(batch), -1))
         pseudo_healthy[batch] = rendered[:, 0].cpu().numpy()

@@ -35,7 +35,7 @@ class LoopConfig:
     """Settings of the optimisation loop shared by DAL and the learned baselines."""
 
     out_dir: str = "runs/dal"
-    steps: int = 1400
+    steps: int = 1000
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 1e-4
