@@ -208,16 +208,20 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 
 def ablations(dal_method) -> list:
-    """DAL variants that need no retraining: without edge restoration, and with soft (not one-hot) anatomy."""
+    """DAL variants that need no retraining: without edge restoration (PHI from the encoded anatomy), with soft
+    (not one-hot) anatomy, and without the rule that anatomy-agreed CSF carries no score."""
     import copy
 
     variants = []
-    for name, change in (("DAL w/o restoration", {"use_restoration": False}),
-                         ("DAL soft anatomy", {"hard_one_hot": False})):
+    for name, model_change, detection_change in (
+            ("DAL w/o restoration", {"use_restoration": False}, {}),
+            ("DAL soft anatomy", {"hard_one_hot": False}, {}),
+            ("DAL w/o CSF rule", {}, {"explain_csf": False})):
         variant = copy.copy(dal_method)
         model = copy.copy(dal_method.bundle.model)
-        model.config = replace(model.config, **change)
+        model.config = replace(model.config, **model_change)
         variant.bundle = replace(dal_method.bundle, model=model)
+        variant.detection_overrides = detection_change
         variant.name = name
         variants.append(variant)
     return variants

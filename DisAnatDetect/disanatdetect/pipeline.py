@@ -47,6 +47,7 @@ class DetectionConfig:
     threshold: float | None = None  # None: the bundle's label-free threshold for the modality
     batch_size: int = 16
     anatomy_weight: float = 0.0
+    explain_csf: bool = True  # no score where scan and restored anatomy agree on CSF
     min_atlas_overlap: float = 0.8  # share of the registered brain inside the atlas brain; below: failure
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
@@ -115,12 +116,20 @@ def infer_modality(intensities: np.ndarray) -> str:
 
 
 def anomaly_score(image: np.ndarray, pseudo_healthy: np.ndarray, modality: str,
-                  anatomy_disagreement: np.ndarray | None = None, anatomy_weight: float = 0.0) -> np.ndarray:
-    """Residual between scan and pseudo-healthy image, signed by the modality, plus optional anatomy disagreement."""
+                  anatomy_disagreement: np.ndarray | None = None, anatomy_weight: float = 0.0,
+                  explained: np.ndarray | None = None) -> np.ndarray:
+    """Residual between scan and pseudo-healthy image, signed by the modality, plus optional anatomy disagreement.
+
+    ``explained`` marks voxels the anatomy accounts for as healthy CSF (the scan's anatomy and the restored
+    anatomy both say CSF): their residual is partial volume and CSF's wide intensity range, not a lesion, and it
+    is what blinds intensity-based detection on T2.
+    """
     residual = image - pseudo_healthy
     score = np.maximum(residual, 0) if LESION_SIGN[modality] > 0 else np.abs(residual)
     if anatomy_disagreement is not None and anatomy_weight:
         score = score + anatomy_weight * anatomy_disagreement
+    if explained is not None:
+        score = np.where(explained, 0, score)
     return score.astype(np.float32)
 
 
@@ -203,7 +212,8 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
         disagreement[batch] = (1 - (encoded_anatomy * probabilities).sum(1)).cpu().numpy()
         step(len(batch))
     pseudo_healthy = np.where(brain, pseudo_healthy, 0).astype(np.float32)
-    score = anomaly_score(image, pseudo_healthy, modality, disagreement, config.anatomy_weight)
+    explained = (encoded == CSF) & (restored == CSF) if config.explain_csf else None
+    score = anomaly_score(image, pseudo_healthy, modality, disagreement, config.anatomy_weight, explained)
     score = np.where(brain, score, 0)
     anomaly = anomaly_map(score, brain, atlas.config.spacing_mm, config.postprocess)
     return AtlasSpaceResult(image, brain, pseudo_healthy, modality, score, anomaly, encoded, restored, intensities)
@@ -230,6 +240,7 @@ class DALMethod:
     """DAL from a model bundle (the shipped one by default)."""
 
     name = "DAL"
+    detection_overrides: dict = {}  # settings an ablation variant changes (see evaluate.ablations)
 
     def __init__(self, bundle: Bundle | None = None, device: str | torch.device = "auto"):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -239,6 +250,7 @@ class DALMethod:
         self.atlas = load_atlas(AtlasConfig(**_tuples(self.bundle.manifest.get("atlas_config", {}))))
 
     def analyse(self, image, brain, config, progress=None, should_cancel=None) -> AtlasSpaceResult:
+        config = replace(config, **self.detection_overrides)
         return analyse_atlas_space(self.bundle.model, image, brain, self.atlas, config, self.device, progress,
                                    should_cancel)
 
