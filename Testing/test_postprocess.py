@@ -1,0 +1,58 @@
+"""Scoring and post-processing: pure functions on small arrays."""
+
+import numpy as np
+import pytest
+
+from disanatdetect.pipeline import anomaly_score, infer_modality
+from disanatdetect.postprocess import PostprocessConfig, anomaly_map, erode, lesion_components, lesion_mask
+
+
+def test_score_is_signed_by_modality_and_silent_on_explained_csf():
+    image = np.array([0.9, 0.1, 0.5])
+    phi = np.array([0.5, 0.5, 0.5])
+    np.testing.assert_allclose(anomaly_score(image, phi, "flair"), [0.4, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(anomaly_score(image, phi, "t1"), [0.4, 0.4, 0.0], atol=1e-6)
+    explained = np.array([True, False, False])
+    np.testing.assert_allclose(anomaly_score(image, phi, "t2", explained=explained), [0.0, 0.0, 0.0], atol=1e-6)
+    disagreement = np.array([0.0, 1.0, 0.0])
+    np.testing.assert_allclose(anomaly_score(image, phi, "flair", disagreement, 0.5), [0.4, 0.5, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("intensities,modality", [
+    ([0, 0.2, 0.5, 0.8], "t1"), ([0, 1.0, 0.55, 0.4], "t2"), ([0, 0.1, 0.6, 0.45], "flair"),
+    ([0, 0.85, 0.78, 0.62], "pd")])
+def test_modality_from_tissue_order(intensities, modality):
+    assert infer_modality(np.array(intensities)) == modality
+
+
+def test_erosion_removes_the_brain_edge():
+    brain = np.zeros((20, 20, 20), bool)
+    brain[5:15, 5:15, 5:15] = True
+    eroded = erode(brain, spacing_mm=1.5, erosion_mm=3.0)  # two voxels
+    assert eroded.sum() == 6 ** 3
+    assert erode(brain, 1.5, 0.0).sum() == brain.sum()
+
+
+def test_anomaly_map_is_zero_outside_the_eroded_brain_and_smooths_speckle():
+    brain = np.zeros((20, 20, 20), bool)
+    brain[2:18, 2:18, 2:18] = True
+    score = np.zeros((20, 20, 20), np.float32)
+    score[8:13, 8:13, 8:13] = 1.0  # a lesion survives the median filter
+    score[4, 4, 15] = 5.0  # a single hot voxel does not
+    result = anomaly_map(score, brain, 1.5, PostprocessConfig(erosion_mm=1.5, median_size_vox=3))
+    assert result[10, 10, 10] == 1.0 and result[4, 4, 15] == 0.0
+    assert (result[~erode(brain, 1.5, 1.5)] == 0).all()
+
+
+def test_small_components_are_dropped_and_components_are_described():
+    anomaly = np.zeros((10, 10, 10), np.float32)
+    anomaly[1:4, 1:4, 1:4] = 0.8  # 27 voxels = 0.027 mL at 1 mm
+    anomaly[8, 8, 8] = 0.9  # one voxel
+    mask = lesion_mask(anomaly, 0.5, voxel_volume_ml=0.001, min_lesion_ml=0.01)
+    assert mask.sum() == 27 and mask[8, 8, 8] == 0
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    (component,) = lesion_components(mask, anomaly, affine)
+    assert component["volume_ml"] == pytest.approx(0.027)
+    assert component["peak_score"] == pytest.approx(0.8)
+    # centroid voxel (i, j, k) = (2, 2, 2) -> RAS (-2, -2, 2)
+    assert component["centroid_ras_mm"] == [-2.0, -2.0, 2.0]
