@@ -438,20 +438,7 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_Widget()
         self.setUp()
-        if self._skullStrippingAvailable():
-            self.test_MRBrainTumor1()
-        else:
-            logging.info("MRBrainTumor1 test skipped: it has its skull on, and the head template that removes it "
-                         "is not installed (see the README's troubleshooting).")
-
-    @staticmethod
-    def _skullStrippingAvailable() -> bool:
-        try:
-            from disanatdetect import brain_extraction
-        except ImportError:
-            return False
-        folder = getattr(brain_extraction, "COLIN27_FOLDER", None)
-        return folder is not None and (folder / "ch2.nii.gz").exists()
+        self.test_MRBrainTumor1()
 
     def _syntheticCase(self):
         """A synthetic FLAIR with a tumour as a volume node, and the case (with its exact lesion mask)."""
