@@ -16,6 +16,19 @@ def _pyplot():
     return plt
 
 
+def _save(figure, path: str | Path, dpi: int = 110, title: str = "") -> Path:
+    """Title, tight layout, write (creating the folder), close: the end of every figure here."""
+    plt = _pyplot()
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
 def synthesis_overview(path: str | Path, seed: int = 0) -> Path:
     """One synthetic brain in T1, T2, FLAIR and PD, and the three lesion types (FLAIR, mask outlined)."""
     from disanatdetect.atlas import load_atlas
@@ -40,13 +53,7 @@ def synthesis_overview(path: str | Path, seed: int = 0) -> Path:
             axis.contour(mask[z][::-1], levels=[0.5], colors="orangered", linewidths=0.8)
         axis.set_title(title, fontsize=9)
         axis.axis("off")
-    figure.suptitle(f"Synthetic brain from the MNI152 priors (seed {seed}); lesions outlined", fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path, 110, f"Synthetic brain from the MNI152 priors (seed {seed}); lesions outlined")
 
 
 def detection_panel(path: str | Path, scan, pseudo_healthy, anomaly, mask, reference=None, title: str = "",
@@ -76,14 +83,7 @@ def detection_panel(path: str | Path, scan, pseudo_healthy, anomaly, mask, refer
                          colors="orangered" if index == 3 else "deepskyblue", linewidths=0.9)
         axis.set_title(names[index], fontsize=9)
         axis.axis("off")
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path, 110, title)
 
 
 def method_panels(path: str | Path, panel: dict, methods: list[str], title: str = "") -> Path:
@@ -117,14 +117,7 @@ def method_panels(path: str | Path, panel: dict, methods: list[str], title: str 
                 axis.set_title(name, fontsize=9)
             if column == 0:
                 axis.set_ylabel(method, fontsize=9)
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return _save(figure, path, 90, title)
 
 
 def precision_recall_curves(path: str | Path, curves: dict) -> Path:
@@ -149,9 +142,4 @@ def precision_recall_curves(path: str | Path, curves: dict) -> Path:
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1.02)
         axis.legend(fontsize=6, loc="upper right")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(figure, path, 100)

@@ -10,7 +10,8 @@ One step draws a batch of healthy anatomy in two contrasts and optimises four te
   through the differentiable one-hot, from the encoded anatomy).
 
 The autoencoder baselines see the same batches and minimise their reconstruction error (of the clean image from
-a coarse-noise-corrupted one, for the denoising autoencoder). Each step's data depends only on (seed, step), so a resumed run continues exactly where it stopped.
+a coarse-noise-corrupted one, for the denoising autoencoder). Each step's data depends only on (seed, step), so a
+resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations

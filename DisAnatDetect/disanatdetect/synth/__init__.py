@@ -13,6 +13,7 @@ from disanatdetect.synth.labels import LESION_CLASSES, N_LABELS, Label
 from disanatdetect.synth.lesions import LESION_TYPES, LesionConfig, add_lesion
 
 __all__ = [
-    "AnatomyConfig", "BatchConfig", "ContrastConfig", "LesionConfig", "Label", "LESION_CLASSES", "LESION_TYPES", "MODALITIES",
+    "AnatomyConfig", "BatchConfig", "ContrastConfig", "LesionConfig", "Label", "LESION_CLASSES", "LESION_TYPES",
+    "MODALITIES",
     "N_LABELS", "add_lesion", "healthy_slice_batch", "render", "sample_anatomy", "sample_contrast",
 ]
