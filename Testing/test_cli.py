@@ -64,7 +64,7 @@ def test_existing_outputs_are_kept_without_overwrite(tmp_path, tiny_bundle, synt
     (lambda p: None, "does not exist"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_bundle, capsys, make, message):
-    path = tmp_path / "bad.nii.gz"
+    path = tmp_path / "bad.nrrd"  # NRRD keeps NaN (ITK's NIfTI reader turns NaN into 0)
     make(path)
     out = tmp_path / "out"
     code = main(["detect", str(path), "--out", str(out), "--model", str(tiny_bundle), "--quiet"])

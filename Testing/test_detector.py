@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from disanatdetect.calibration import healthy_scores
-from disanatdetect.pipeline import DetectionConfig, analyse_atlas_space, infer_modality
+from disanatdetect.bundle import DEFAULT_BUNDLE
+from disanatdetect.calibration import CalibrationConfig, calibrate_thresholds, healthy_scores
+from disanatdetect.pipeline import DetectionConfig, Detector, analyse_atlas_space
 from disanatdetect.preprocess import normalise_intensity
 from disanatdetect.synth.cases import synthetic_case
 
@@ -40,17 +41,27 @@ def test_synthetic_tumour_is_found(tiny_detector):
     assert result.lesion_mask.same_grid(case.image)
 
 
-def test_threshold_keeps_healthy_false_positives_rare(tiny_detector):
-    scores = healthy_scores(tiny_detector.method, "flair", seed=123)
-    threshold = tiny_detector.threshold_for("flair")
-    assert (scores > threshold).mean() < 0.03  # calibrated at 1 % on another healthy volume
+@pytest.fixture(scope="module")
+def shipped_detector():
+    if not DEFAULT_BUNDLE.exists():
+        pytest.skip("the shipped model bundle is not built")
+    return Detector(device="cpu")
+
+
+def test_calibrated_threshold_has_the_asked_false_positive_rate(tiny_detector):
+    config = CalibrationConfig(volumes_per_modality=1, modalities=("t2",), false_positive_rate=0.002, seed=321)
+    thresholds = calibrate_thresholds(tiny_detector.method, config)
+    scores = healthy_scores(tiny_detector.method, "t2", seed=321)
+    # the quantile is exact up to the voxels tied at it
+    assert (scores > thresholds["t2"]).mean() == pytest.approx(0.002, abs=2 / scores.size)
+    assert thresholds["default"] == thresholds["t2"]
 
 
 @pytest.mark.parametrize("modality", ["t1", "t2", "flair"])
-def test_modality_is_recognised_from_tissue_intensities(tiny_detector, modality):
-    case = synthetic_case(tiny_detector.atlas, 79, modality, "none")
-    result = _analyse(tiny_detector, case, "flair")
-    assert infer_modality(result.intensities) == modality
+def test_shipped_model_recognises_the_modality(shipped_detector, modality):
+    case = synthetic_case(shipped_detector.atlas, 79, modality, "none")
+    result = _analyse(shipped_detector, case, "auto")
+    assert result.modality == modality
 
 
 def test_rethreshold_changes_only_the_mask(tiny_detector):

@@ -41,7 +41,7 @@ def widgets(ui) -> dict[str, ElementTree.Element]:
 
 @pytest.fixture(scope="module")
 def moduleTree() -> ast.Module:
-    return ast.parse(MODULE_FILE.read_text(), filename=str(MODULE_FILE))
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), filename=str(MODULE_FILE))
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_logic_methods_the_gui_calls_exist(moduleTree):
 
 
 def test_gui_module_compiles_and_keeps_logic_out(moduleTree):
-    compile(MODULE_FILE.read_text(), str(MODULE_FILE), "exec")
+    compile(MODULE_FILE.read_text(encoding="utf-8"), str(MODULE_FILE), "exec")
     # The GUI's logic class only adds Slicer's base class and the typed parameter node to the adapter's logic.
     logic = next(node for node in moduleTree.body
                  if isinstance(node, ast.ClassDef) and node.name == "DisAnatDetectLogic")
@@ -224,7 +224,7 @@ def test_gui_module_compiles_and_keeps_logic_out(moduleTree):
 def test_adapter_never_imports_qt():
     forbidden = {"qt", "ctk", "PythonQt", "qSlicerSubjectHierarchyModuleWidgetsPythonQt"}
     for path in sorted((MODULE_DIR / "DisAnatDetectLib").glob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.Import):
@@ -241,7 +241,7 @@ def test_adapter_never_imports_qt():
 
 def test_module_cmake_lists_the_module_files():
     """Slicer installs only the files its CMakeLists names: the GUI, the adapter and the .ui must be there."""
-    cmake = (MODULE_DIR / "CMakeLists.txt").read_text().split()
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8").split()
     wanted = [MODULE_FILE, UI_FILE, *sorted((MODULE_DIR / "DisAnatDetectLib").glob("*.py"))]
     missing = [path.relative_to(MODULE_DIR).as_posix() for path in wanted
                if path.relative_to(MODULE_DIR).as_posix() not in cmake]
@@ -249,7 +249,7 @@ def test_module_cmake_lists_the_module_files():
 
 
 def test_readme_section_has_install_walkthrough_script_and_troubleshooting():
-    readme = (REPOSITORY / "README.md").read_text()
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
     start, end = readme.index("<!-- SLICER-SECTION-START -->"), readme.index("<!-- SLICER-SECTION-END -->")
     section = readme[start:end]
     for needed in ("Extensions Manager", "Add module path", "--no-main-window", "--python-script",
