@@ -120,7 +120,7 @@ def command_detect(args: argparse.Namespace) -> int:
 def command_demo(args: argparse.Namespace) -> int:
     from disanatdetect.atlas import load_atlas
     from disanatdetect.figures import detection_panel
-    from disanatdetect.io import write_volume
+    from disanatdetect.io import read_volume, write_volume
     from disanatdetect.synth.cases import synthetic_case
 
     out_dir = Path(args.out)
@@ -129,8 +129,6 @@ def command_demo(args: argparse.Namespace) -> int:
     write_volume(case.lesion_mask, out_dir / "input" / "reference.nii.gz")
     args.input, args.out, args.overwrite, args.threshold = str(input_path), str(out_dir), True, None
     command_detect(args)
-    from disanatdetect.io import read_volume
-
     figure = detection_panel(out_dir / "demo.png", case.image,
                              *(read_volume(out_dir / name) for name in OUTPUT_NAMES[:3]), case.lesion_mask,
                              title=f"Synthetic {args.modality.upper()} with a {args.lesion} (seed {args.seed})")
