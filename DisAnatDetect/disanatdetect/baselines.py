@@ -79,5 +79,4 @@ class ReconstructionMethod:
         return AtlasSpaceResult(image, brain, reconstruction, modality, score, anomaly)
 
     def threshold_for(self, modality: str) -> float:
-        thresholds = self.bundle.thresholds
-        return float(thresholds.get(modality, thresholds["default"]))
+        return self.bundle.threshold_for(modality)

@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume
+from disanatdetect.preprocess import largest_component_filled
 
 MRICRON_TEMPLATES = Path("/usr/share/mricron/templates")
 TEMPLATE_FOLDER = Path(__file__).parent / "data"
@@ -39,14 +40,8 @@ class BrainExtractionConfig:
 def foreground(array: np.ndarray) -> np.ndarray:
     """The head or brain: Otsu threshold of the intensities, largest component, holes filled."""
     image = sitk.GetImageFromArray(array.astype(np.float32))
-    mask = sitk.GetArrayFromImage(sitk.OtsuThreshold(image, 0, 1)) > 0
-    labels, count = ndimage.label(mask)
-    if count > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        mask = labels == np.argmax(sizes)
+    mask = largest_component_filled(sitk.GetArrayFromImage(sitk.OtsuThreshold(image, 0, 1)) > 0)
     # fill holes slice by slice too: thick-slice scans have few slices to close a 3D hole with
-    mask = ndimage.binary_fill_holes(mask)
     return np.stack([ndimage.binary_fill_holes(s) for s in mask])
 
 

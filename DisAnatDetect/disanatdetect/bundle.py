@@ -29,6 +29,10 @@ class Bundle:
     thresholds: dict[str, float]
     manifest: dict = field(default_factory=dict)
 
+    def threshold_for(self, modality: str) -> float:
+        """The calibrated label-free threshold of ``modality``, or the bundle's default one."""
+        return float(self.thresholds.get(modality, self.thresholds["default"]))
+
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()

@@ -255,8 +255,7 @@ class DALMethod:
                                    should_cancel)
 
     def threshold_for(self, modality: str) -> float:
-        thresholds = self.bundle.thresholds
-        return float(thresholds.get(modality, thresholds["default"]))
+        return self.bundle.threshold_for(modality)
 
 
 def _mask_and_lesions(anomaly: Volume, threshold: float, min_lesion_ml: float) -> tuple[Volume, list[dict]]:

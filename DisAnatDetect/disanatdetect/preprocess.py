@@ -45,17 +45,21 @@ class RegistrationConfig:
     seed: int = 7
 
 
-def brain_mask(image: np.ndarray) -> np.ndarray:
-    """Brain of a skull-stripped scan: voxels above zero, holes filled, specks removed."""
+def largest_component_filled(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component of ``mask``, its holes filled: a brain or head without specks."""
     from scipy import ndimage
 
-    mask = image > 0
     labels, count = ndimage.label(mask)
     if count > 1:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
         mask = labels == np.argmax(sizes)
     return ndimage.binary_fill_holes(mask)
+
+
+def brain_mask(image: np.ndarray) -> np.ndarray:
+    """Brain of a skull-stripped scan: voxels above zero, holes filled, specks removed."""
+    return largest_component_filled(image > 0)
 
 
 def register_to_atlas(moving: sitk.Image, fixed: sitk.Image,
