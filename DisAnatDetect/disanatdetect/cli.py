@@ -6,6 +6,7 @@ Every user-facing failure is one line on stderr and a non-zero exit; outputs are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -19,7 +20,7 @@ from disanatdetect import __version__
 from disanatdetect.errors import InputError, ModelError
 
 OUTPUT_NAMES = ("pseudo_healthy.nii.gz", "anomaly_map.nii.gz", "lesion_mask.nii.gz", "report.json")
-EXIT_INPUT, EXIT_MODEL, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_INPUT, EXIT_MODEL, EXIT_SYSTEM, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
 class _Progress:
@@ -45,31 +46,53 @@ class _Progress:
 
 
 def _write_outputs(out_dir: Path, result, report: dict, overwrite: bool) -> None:
-    """Write the four outputs as temporary files, then rename them all; on failure remove every temporary."""
+    """Write the four outputs as temporary files, then rename them all; on failure remove every temporary.
+
+    The renames run with SIGINT and SIGTERM held back, so an interruption yields all four outputs or none; a
+    folder this call created is removed again when nothing was written into it.
+    """
     from disanatdetect.io import write_volume
 
     targets = [out_dir / name for name in OUTPUT_NAMES]
     existing = [path.name for path in targets if path.exists()]
     if existing and not overwrite:
         raise InputError(f"{out_dir} already holds {', '.join(existing)}; pass --overwrite or choose another --out.")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
     started = time.perf_counter()
     try:
         for volume, target in zip((result.pseudo_healthy, result.anomaly_map, result.lesion_mask), targets):
             temporary = target.with_name(f".{target.name}.{os.getpid()}.partial.nii.gz")
-            write_volume(volume, temporary)
             staged.append((temporary, target))
+            write_volume(volume, temporary)
         report["timings_s"]["write"] = round(time.perf_counter() - started, 3)
         temporary = targets[3].with_name(f".report.json.{os.getpid()}.partial")
-        temporary.write_text(json.dumps(report, indent=2) + "\n")
         staged.append((temporary, targets[3]))
-        for temporary, target in staged:
-            os.replace(temporary, target)
+        temporary.write_text(json.dumps(report, indent=2) + "\n")
+        with _signals_held():
+            for temporary, target in staged:
+                os.replace(temporary, target)
     finally:
         for temporary, _ in staged:
-            if temporary.exists():
-                temporary.unlink()
+            temporary.unlink(missing_ok=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Defer SIGINT and SIGTERM to the end of the block (main thread only; elsewhere a no-op)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # no POSIX signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def _report(result, input_path: str, volume, seconds_read: float) -> dict:
@@ -160,8 +183,12 @@ def command_train(args: argparse.Namespace) -> int:
     from disanatdetect.train import BaselineTrainConfig, TrainConfig, export_bundle, train
 
     settings = dict(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device, threads=args.threads)
-    config = TrainConfig(**settings) if args.model == "dal" else BaselineTrainConfig(model_name=args.model,
-                                                                                       **settings)
+    if args.model == "dal":
+        config = TrainConfig(**settings)
+        if args.no_priors:  # the "without priors" ablation
+            config.model = replace(config.model, use_priors=False)
+    else:
+        config = BaselineTrainConfig(model_name=args.model, **settings)
     checkpoint = train(config, resume=not args.restart, progress=not args.quiet)
     command = "disanatdetect " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     manifest = export_bundle(checkpoint, config, Path(args.out) / "bundle", args.version, command)
@@ -321,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--threads", type=int, default=0)
     training.add_argument("--version", default="1.0.0", help="version written into the bundle")
     training.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    training.add_argument("--no-priors", action="store_true",
+                          help="DAL without the atlas priors as network inputs (the ablation)")
     training.add_argument("--quiet", action="store_true")
     training.set_defaults(run=command_train)
     return parser
@@ -342,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_MODEL
+    except OSError as error:  # disk full, no permission, a folder where a file should be
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}; check the output folder's permissions and free space.",
+              file=sys.stderr)
+        return EXIT_SYSTEM
     except KeyboardInterrupt:
         print("interrupted: no output was written.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -6,6 +6,7 @@ reconstruct the pseudo-healthy image slice by slice, score the residual, post-pr
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from disanatdetect.atlas import CSF, GREY_MATTER, WHITE_MATTER, Atlas, AtlasConf
 from disanatdetect.brain_extraction import extract_brain, has_skull
 from disanatdetect.bundle import Bundle, load_bundle
 from disanatdetect.errors import InputError
-from disanatdetect.io import Volume
+from disanatdetect.io import Volume, check_volume_size
 from disanatdetect.postprocess import PostprocessConfig, anomaly_map, lesion_components, lesion_mask
 from disanatdetect.preprocess import (NormalisationConfig, RegistrationConfig, brain_mask, intensity_scale,
                                       normalise_intensity, register_to_atlas, resample_to)
@@ -30,6 +31,7 @@ from disanatdetect.synth.contrast import MODALITIES
 # oedema is dark, an enhancing rim bright).
 LESION_SIGN = {"t1": 0, "t1c": 0, "t2": 1, "flair": 1, "pd": 1}
 MAX_LABEL_VALUES = 16  # an MRI has hundreds of grey values; a segmentation a handful
+MIN_VOXELS_PER_AXIS = 4  # the coarsest registration level smooths across at least this many
 STAGES = ("preparing", "registering", "reconstructing", "post-processing")
 
 ProgressCallback = Callable[[str, float], None]
@@ -267,8 +269,17 @@ def _mask_and_lesions(anomaly: Volume, threshold: float, min_lesion_ml: float) -
 def validate_input(volume: Volume) -> None:
     """Refuse volumes that cannot be a brain MRI, with one sentence saying why."""
     array = volume.array
-    if array.ndim != 3 or min(array.shape) < 2:
+    if array.ndim != 3:
         raise InputError(f"the image has shape {array.shape}; a 3D brain MRI volume is needed.")
+    if min(array.shape) < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"the image is {' x '.join(map(str, array.shape[::-1]))} voxels; a 3D brain MRI volume "
+                         f"needs at least {MIN_VOXELS_PER_AXIS} along each axis.")
+    check_volume_size(array.shape)
+    spacing = np.asarray(volume.spacing)
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise InputError(f"the image's voxel spacing {tuple(spacing)} is not positive and finite; fix its header.")
+    if not np.isfinite(volume.direction).all() or abs(np.linalg.det(volume.direction)) < 1e-3:
+        raise InputError("the image's direction matrix is not a rotation (singular or not finite); fix its header.")
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise InputError(f"the image has voxel type {array.dtype}; a real-valued MRI volume is needed.")
     finite = np.isfinite(array)
@@ -367,7 +378,12 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
     stopwatch.lap("prepare")
     stopwatch.stage("registering")
     reference = atlas.template.to_sitk()
-    transform = register_to_atlas(masked_scan, reference, config.registration)
+    try:
+        transform = register_to_atlas(masked_scan, reference, config.registration)
+    except RuntimeError as error:  # ITK gives up on images it cannot sample (too thin, too small)
+        reason = re.sub(r"^.*ITK ERROR: [^:]*: ", "", str(error).strip().splitlines()[-1]).split(". ")[0]
+        raise InputError(f"registration to the brain atlas failed ({reason}); check that the image is a whole "
+                         "brain MRI.") from None
     stopwatch.lap("register")
     image = sitk.GetArrayFromImage(resample_to(masked_scan, reference, transform))
     brain = sitk.GetArrayFromImage(resample_to(_like(volume, input_brain.astype(np.float32)), reference,
