@@ -39,7 +39,7 @@ class BrainExtractionConfig:
 
 def foreground(array: np.ndarray) -> np.ndarray:
     """The head or brain: Otsu threshold of the intensities, largest component, holes filled."""
-    image = sitk.GetImageFromArray(array.astype(np.float32))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))  # Otsu works on the stored type; no float copy of a large scan
     mask = largest_component_filled(sitk.GetArrayFromImage(sitk.OtsuThreshold(image, 0, 1)) > 0)
     # fill holes slice by slice too: thick-slice scans have few slices to close a 3D hole with
     return np.stack([ndimage.binary_fill_holes(s) for s in mask])

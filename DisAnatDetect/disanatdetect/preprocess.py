@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from disanatdetect.io import Volume
+
 
 @dataclass(frozen=True)
 class NormalisationConfig:
@@ -73,7 +75,7 @@ def register_to_atlas(moving: sitk.Image, fixed: sitk.Image,
     close. The registration stops early when the metric has converged.
     """
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
-    moving = sitk.Cast(moving, sitk.sitkFloat32)
+    moving = coarsened(sitk.Cast(moving, sitk.sitkFloat32), min(fixed.GetSpacing()))
     initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
                                                 sitk.CenteredTransformInitializerFilter.MOMENTS)
     method = sitk.ImageRegistrationMethod()
@@ -100,7 +102,21 @@ def register_to_atlas(moving: sitk.Image, fixed: sitk.Image,
     return sitk.AffineTransform(composite.GetNthTransform(0))
 
 
-def resample_to(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform,
+def coarsened(image: sitk.Image, spacing_mm: float) -> sitk.Image:
+    """``image`` averaged over whole blocks of voxels so that no axis is much finer than ``spacing_mm``.
+
+    Registration to a template of that spacing gains nothing from finer voxels, and a 0.5 mm scan would cost it
+    about 27 times the time (and memory) of a 1.5 mm one. Scans at or above the spacing pass unchanged.
+    """
+    factors = [max(1, int(spacing_mm / s)) for s in image.GetSpacing()]
+    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
+
+
+def resample_to(image: sitk.Image, reference: sitk.Image | Volume, transform: sitk.Transform,
                 interpolator=sitk.sitkLinear) -> sitk.Image:
-    """``image`` resampled onto ``reference``'s grid; ``transform`` maps reference points to ``image`` points."""
-    return sitk.Resample(image, reference, transform, interpolator, 0.0, sitk.sitkFloat32)
+    """``image`` resampled onto ``reference``'s grid (float32); ``transform`` maps reference points to ``image``
+    points. A :class:`Volume` reference lends only its geometry, so no copy of its voxels is made."""
+    if isinstance(reference, sitk.Image):
+        return sitk.Resample(image, reference, transform, interpolator, 0.0, sitk.sitkFloat32)
+    return sitk.Resample(image, reference.shape[::-1], transform, interpolator, reference.origin,
+                         reference.spacing, tuple(reference.direction.ravel()), 0.0, sitk.sitkFloat32)
