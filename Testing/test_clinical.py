@@ -81,3 +81,45 @@ def test_rotated_anisotropic_scan_gives_the_same_answer(detector, real_data):
     moved = detector.detect(moved_scan)
     assert moved.lesion_mask.same_grid(moved_scan)
     assert abs(dice(moved.lesion_mask.array, moved_reference.array > 0) - dice_original) < 0.10
+
+
+def _rigid_to(fixed: Volume, moving: Volume) -> sitk.Transform:
+    """Rigid transform mapping ``fixed`` points to ``moving`` points (same patient, mutual information)."""
+    fixed_image = sitk.Cast(fixed.to_sitk(), sitk.sitkFloat32)
+    moving_image = sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
+    initial = sitk.CenteredTransformInitializer(fixed_image, moving_image, sitk.Euler3DTransform(),
+                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(0.2, 3)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel([4, 2, 1])
+    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetInitialTransform(initial, inPlace=False)
+    return method.Execute(fixed_image, moving_image)
+
+
+@pytest.mark.slow
+def test_native_scan_mask_lies_on_the_tumour(detector, real_data):
+    """The native FLAIR (skull on, 0.9 x 0.9 x 5.5 mm, 26 slices): outputs on its grid, and the mask's centroid,
+    carried by a rigid registration onto the same patient's SRI24 FLAIR, falls inside the reference tumour."""
+    from disanatdetect.brain_extraction import extract_brain
+
+    case = real_data / "TCGA-FG-6692"
+    native = read_volume(case / "native" / "flair.nii.gz")
+    result = detector.detect(native)
+    mask = result.lesion_mask
+    assert mask.same_grid(native) and result.anomaly_map.same_grid(native) and mask.array.sum() > 0
+    # The registration sees the native brain only, as the SRI24 scan is skull-stripped.
+    brain_only = native.with_array(np.where(extract_brain(native), native.array, 0))
+    # Fixed SRI24, moving native: the transform maps SRI24 points to native ones, its inverse the other way.
+    native_to_sri24 = _rigid_to(read_volume(case / "flair.nii.gz"), brain_only).GetInverse()
+    reference = read_volume(case / "reference.nii.gz").to_sitk()
+    centroid = np.argwhere(mask.array).mean(0)[::-1]  # (i, j, k)
+    point = native_to_sri24.TransformPoint(native.to_sitk().TransformContinuousIndexToPhysicalPoint(centroid))
+    index = reference.TransformPhysicalPointToIndex(point)
+    assert reference[index] > 0, f"the mask's centroid maps to {point} (SRI24), outside the tumour"

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from disanatdetect.bundle import DEFAULT_BUNDLE
-from disanatdetect.calibration import CalibrationConfig, calibrate_thresholds, healthy_scores
+from disanatdetect.calibration import (CalibrationConfig, HealthyMap, calibrate_thresholds, false_positive_ml,
+                                       healthy_map, healthy_scores, lowest_clean_threshold)
 from disanatdetect.pipeline import DetectionConfig, Detector, analyse_atlas_space
 from disanatdetect.preprocess import normalise_intensity
 from disanatdetect.synth.cases import synthetic_case
@@ -49,12 +50,32 @@ def shipped_detector():
 
 
 def test_calibrated_threshold_has_the_asked_false_positive_rate(tiny_detector):
-    config = CalibrationConfig(volumes_per_modality=1, modalities=("t2",), false_positive_rate=0.002, seed=321)
+    config = CalibrationConfig(volumes_per_modality=1, modalities=("t2",), false_positive_rate=0.002, seed=321,
+                               max_false_positive_ml=float("inf"))
     thresholds = calibrate_thresholds(tiny_detector.method, config)
     scores = healthy_scores(tiny_detector.method, "t2", seed=321)
     # the quantile is exact up to the voxels tied at it
     assert (scores > thresholds["t2"]).mean() == pytest.approx(0.002, abs=2 / scores.size)
     assert thresholds["default"] == thresholds["t2"]
+
+
+def test_calibrated_threshold_keeps_healthy_volumes_clean(tiny_detector):
+    # a voxel rate of one half leaves the decision to the lesion-volume limit
+    config = CalibrationConfig(volumes_per_modality=1, modalities=("t2",), false_positive_rate=0.5,
+                               max_false_positive_ml=0.5, seed=321)
+    threshold = calibrate_thresholds(tiny_detector.method, config)["t2"]
+    healthy = healthy_map(tiny_detector.method, "t2", seed=321)
+    assert false_positive_ml(healthy, threshold) <= 0.5 < false_positive_ml(healthy, threshold * 0.97)
+
+
+@pytest.mark.parametrize("max_ml,expected", [(0.5, 0.8), (1.1, 0.6), (2.0, 0.1), (8.0, 0.0)])
+def test_lowest_clean_threshold_by_hand(max_ml, expected):
+    """1 mm voxels, score 0.1 everywhere (8 mL); a 1 mL block at 0.8 and, apart from it, a 0.32 mL block at 0.6."""
+    anomaly = np.full((20, 20, 20), 0.1, np.float32)
+    anomaly[:10, :10, :10] = 0.8
+    anomaly[12:, 12:, 12:17] = 0.6
+    healthy = HealthyMap(anomaly, np.ones(anomaly.shape, bool), voxel_ml=0.001)
+    assert lowest_clean_threshold(healthy, max_ml) == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("modality", ["t1", "t2", "flair"])

@@ -1,7 +1,11 @@
-"""Label-free thresholds: from the anomaly scores of healthy synthetic validation volumes at a fixed FPR.
+"""Label-free thresholds: from the anomaly maps of healthy synthetic validation volumes.
 
-No lesion label is used: the threshold of a modality is the score that only ``false_positive_rate`` of healthy
-brain voxels exceed, after the same post-processing as in detection.
+No lesion label is used. A modality's threshold is the higher of two limits measured on healthy volumes, after
+the same post-processing as in detection:
+
+- the score that only ``false_positive_rate`` of healthy brain voxels exceed (pooled over the volumes);
+- the lowest score at which no healthy volume keeps more than ``max_false_positive_ml`` of lesion mask (after
+  the minimum lesion size), so that a healthy scan is reported as (almost) clean, not merely rarely wrong per voxel.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from disanatdetect.pipeline import AnomalyMethod, DetectionConfig
+from disanatdetect.postprocess import PostprocessConfig, lesion_mask
 from disanatdetect.preprocess import normalise_intensity
 from disanatdetect.synth.cases import synthetic_case
 from disanatdetect.synth.contrast import MODALITIES
@@ -18,21 +23,59 @@ from disanatdetect.synth.contrast import MODALITIES
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """Healthy validation volumes per modality and the voxel false-positive rate the threshold allows."""
+    """Healthy validation volumes per modality and the false positives the threshold allows on them."""
 
-    volumes_per_modality: int = 3
-    false_positive_rate: float = 0.001
+    volumes_per_modality: int = 8
+    false_positive_rate: float = 0.001  # of brain voxels, pooled
+    max_false_positive_ml: float = 0.5  # of lesion mask, in every volume
     modalities: tuple[str, ...] = MODALITIES
     seed: int = 10_000  # validation anatomies are disjoint from any training seed stream
 
 
-def healthy_scores(method: AnomalyMethod, modality: str, seed: int) -> np.ndarray:
-    """Post-processed anomaly scores of the brain voxels of one healthy synthetic volume."""
+@dataclass
+class HealthyMap:
+    """The post-processed anomaly map of one healthy volume, on the working grid."""
+
+    anomaly: np.ndarray
+    brain: np.ndarray
+    voxel_ml: float
+
+
+def healthy_map(method: AnomalyMethod, modality: str, seed: int) -> HealthyMap:
+    """Run ``method`` on one healthy synthetic volume of ``modality``."""
     case = synthetic_case(method.atlas, seed, modality, lesion="none")
     brain = case.labels.array > 0
     config = DetectionConfig(modality=modality)
     image = normalise_intensity(case.image.array, brain, config.normalisation)
-    return method.analyse(image, brain, config).anomaly[brain]
+    anomaly = method.analyse(image, brain, config).anomaly
+    return HealthyMap(anomaly, brain, float(np.prod(case.image.spacing)) / 1000.0)
+
+
+def healthy_scores(method: AnomalyMethod, modality: str, seed: int) -> np.ndarray:
+    """Post-processed anomaly scores of the brain voxels of one healthy synthetic volume."""
+    healthy = healthy_map(method, modality, seed)
+    return healthy.anomaly[healthy.brain]
+
+
+def false_positive_ml(healthy: HealthyMap, threshold: float,
+                      min_lesion_ml: float = PostprocessConfig.min_lesion_ml) -> float:
+    """Lesion-mask volume (mL) that ``threshold`` gives on a healthy volume."""
+    return float(lesion_mask(healthy.anomaly, threshold, healthy.voxel_ml, min_lesion_ml).sum()) * healthy.voxel_ml
+
+
+def lowest_clean_threshold(healthy: HealthyMap, max_ml: float, iterations: int = 30) -> float:
+    """About the lowest threshold whose lesion mask on ``healthy`` is at most ``max_ml`` (bisection on the score).
+
+    The volume above a threshold only shrinks as the threshold rises (components only shrink or vanish), so
+    bisection between 0 and the highest score finds the boundary.
+    """
+    low, high = 0.0, float(healthy.anomaly.max())
+    if false_positive_ml(healthy, low) <= max_ml:
+        return low
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        low, high = (low, middle) if false_positive_ml(healthy, middle) <= max_ml else (middle, high)
+    return high
 
 
 def calibrate_thresholds(method: AnomalyMethod,
@@ -40,8 +83,10 @@ def calibrate_thresholds(method: AnomalyMethod,
     """One threshold per modality, plus "default" (the largest, i.e. the most conservative)."""
     thresholds = {}
     for modality in config.modalities:
-        scores = np.concatenate([healthy_scores(method, modality, config.seed + index)
-                                 for index in range(config.volumes_per_modality)])
-        thresholds[modality] = round(float(np.quantile(scores, 1 - config.false_positive_rate)), 5)
+        maps = [healthy_map(method, modality, config.seed + index) for index in range(config.volumes_per_modality)]
+        pooled = np.concatenate([healthy.anomaly[healthy.brain] for healthy in maps])
+        voxel_limit = float(np.quantile(pooled, 1 - config.false_positive_rate))
+        volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps)
+        thresholds[modality] = round(max(voxel_limit, volume_limit), 5)
     thresholds["default"] = max(thresholds.values())
     return thresholds
