@@ -36,6 +36,15 @@ def _with_head(volume: Volume) -> Volume:
     return volume.with_array(np.where(brain, volume.array, noisy).astype(np.float32))
 
 
+def test_skull_is_recognised(real_data):
+    from disanatdetect.brain_extraction import has_skull
+
+    stripped = read_volume(real_data / "TCGA-DU-7294" / "flair.nii.gz")
+    assert not has_skull(stripped)
+    assert has_skull(_with_head(stripped))
+    assert has_skull(read_volume(real_data / "TCGA-FG-6692" / "native" / "flair.nii.gz"))
+
+
 def _transform(volume: Volume, reference: Volume, seed: int) -> tuple[Volume, Volume]:
     """Rotate by a random angle (up to 20 degrees per axis) and resample to 1 x 1.2 x 4 mm, as a scanner would."""
     rng = np.random.default_rng(seed)

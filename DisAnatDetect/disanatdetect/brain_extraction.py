@@ -31,7 +31,7 @@ BRAIN_TEMPLATE = TEMPLATE_FOLDER / "colin27_brain_2mm.nii.gz"
 
 @dataclass(frozen=True)
 class BrainExtractionConfig:
-    """A foreground larger than ``skull_volume_ml`` cannot be a skull-stripped brain (adults: 1.1-1.7 L)."""
+    """A non-zero region larger than ``skull_volume_ml`` cannot be a skull-stripped brain (adults: 1.1-1.7 L)."""
 
     skull_volume_ml: float = 2100.0
     brain_dilation_mm: float = 2.0
@@ -46,12 +46,17 @@ def foreground(array: np.ndarray) -> np.ndarray:
 
 
 def has_skull(volume: Volume, config: BrainExtractionConfig = BrainExtractionConfig()) -> bool:
-    """Whether the scan shows more than a brain: its foreground is larger than any skull-stripped brain."""
+    """Whether the scan shows more than a brain: its non-zero region is larger than any brain.
+
+    Skull stripping leaves a brain surrounded by zeros (interpolation may leave small negative values inside it);
+    a head keeps scalp, bone and meninges, or the scanner's noise, around the brain, which makes that region too
+    large even where the brain is the brightest part of the scan.
+    """
     # A volume estimate needs no full resolution: every second voxel along the finely sampled axes.
     stride = [2 if n >= 64 else 1 for n in volume.array.shape]
     sampled = volume.array[::stride[0], ::stride[1], ::stride[2]]
     voxel_ml = float(np.prod(volume.spacing)) * float(np.prod(stride)) / 1000.0
-    return float(foreground(sampled).sum()) * voxel_ml > config.skull_volume_ml
+    return float(largest_component_filled(sampled != 0).sum()) * voxel_ml > config.skull_volume_ml
 
 
 def build_templates(source: Path = MRICRON_TEMPLATES, spacing_mm: float = 2.0) -> None:

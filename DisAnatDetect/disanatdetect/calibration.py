@@ -10,10 +10,14 @@ the same post-processing as in detection:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from disanatdetect.bundle import Bundle, load_bundle
 from disanatdetect.pipeline import AnomalyMethod, DetectionConfig
 from disanatdetect.postprocess import PostprocessConfig, lesion_mask
 from disanatdetect.preprocess import normalise_intensity
@@ -89,4 +93,24 @@ def calibrate_thresholds(method: AnomalyMethod,
         volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps)
         thresholds[modality] = round(max(voxel_limit, volume_limit), 5)
     thresholds["default"] = max(thresholds.values())
+    return thresholds
+
+
+def method_for(bundle: Bundle, device: str = "cpu") -> AnomalyMethod:
+    """The anomaly method that runs ``bundle``: DAL, or a reconstruction baseline (AE, DAE)."""
+    from disanatdetect.baselines import ReconstructionMethod
+    from disanatdetect.pipeline import DALMethod
+
+    return DALMethod(bundle, device) if bundle.name == "dal" else ReconstructionMethod(bundle, device)
+
+
+def recalibrate(manifest_path: str | Path, config: CalibrationConfig = CalibrationConfig()) -> dict[str, float]:
+    """Calibrate a bundle's thresholds anew and rewrite its manifest; the weights and their checksum stay."""
+    manifest_path = Path(manifest_path)
+    thresholds = calibrate_thresholds(method_for(load_bundle(manifest_path)), config)
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(thresholds=thresholds, calibration=asdict(config))
+    temporary = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.partial")
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(temporary, manifest_path)
     return thresholds

@@ -1,4 +1,4 @@
-"""Command line: ``disanatdetect detect | demo | synth | train``.
+"""Command line: ``disanatdetect detect | demo | synth | train | calibrate | evaluate | benchmark``.
 
 Every user-facing failure is one line on stderr and a non-zero exit; outputs are written completely or not at all.
 """
@@ -197,6 +197,17 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_calibrate(args: argparse.Namespace) -> int:
+    from disanatdetect.bundle import DEFAULT_BUNDLE
+    from disanatdetect.calibration import recalibrate
+
+    manifest = Path(args.model or DEFAULT_BUNDLE)
+    thresholds = recalibrate(manifest)
+    if not args.quiet:
+        print(f"{manifest}: " + ", ".join(f"{name} {value:.3f}" for name, value in thresholds.items()))
+    return 0
+
+
 BASELINE_BUNDLES = Path(__file__).parent / "weights"
 
 
@@ -352,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="DAL without the atlas priors as network inputs (the ablation)")
     training.add_argument("--quiet", action="store_true")
     training.set_defaults(run=command_train)
+
+    calibration = commands.add_parser("calibrate", help="recalibrate a bundle's label-free thresholds in place")
+    calibration.add_argument("--model", default=None, help="manifest.json of the bundle (default: shipped)")
+    calibration.add_argument("--quiet", action="store_true")
+    calibration.set_defaults(run=command_calibrate)
     return parser
 
 

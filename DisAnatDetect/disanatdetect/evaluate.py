@@ -207,10 +207,17 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
+NO_PRIORS_BUNDLE = Path(__file__).parent / "weights" / "dal-no-priors" / "manifest.json"
+
+
 def ablations(dal_method) -> list:
-    """DAL variants that need no retraining: without edge restoration (PHI from the encoded anatomy), with soft
-    (not one-hot) anatomy, and without the rule that anatomy-agreed CSF carries no score."""
+    """DAL variants: without edge restoration (PHI from the encoded anatomy), with soft (not one-hot) anatomy and
+    without the rule that anatomy-agreed CSF carries no score, all from the same weights; and without the atlas
+    priors as network inputs, which needs its own model (``disanatdetect train --no-priors``), used when shipped."""
     import copy
+
+    from disanatdetect.bundle import load_bundle
+    from disanatdetect.pipeline import DALMethod
 
     variants = []
     for name, model_change, detection_change in (
@@ -223,5 +230,9 @@ def ablations(dal_method) -> list:
         variant.bundle = replace(dal_method.bundle, model=model)
         variant.detection_overrides = detection_change
         variant.name = name
+        variants.append(variant)
+    if NO_PRIORS_BUNDLE.exists():
+        variant = DALMethod(load_bundle(NO_PRIORS_BUNDLE, device=dal_method.device), dal_method.device)
+        variant.name = "DAL w/o priors"
         variants.append(variant)
     return variants

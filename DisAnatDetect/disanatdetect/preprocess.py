@@ -67,17 +67,18 @@ def brain_mask(image: np.ndarray) -> np.ndarray:
     return largest_component_filled(image > 0)
 
 
-def register_to_atlas(moving: sitk.Image, fixed: sitk.Image,
-                      config: RegistrationConfig = RegistrationConfig()) -> sitk.AffineTransform:
+def register_to_atlas(moving: sitk.Image, fixed: sitk.Image, config: RegistrationConfig = RegistrationConfig(),
+                      initial: sitk.Transform | None = None) -> sitk.AffineTransform:
     """Affine transform mapping atlas (fixed) points to scan (moving) points, mutual information, multi-resolution.
 
-    Initialised by aligning the intensity centres of mass (moments), so scans far from the atlas origin start
-    close. The registration stops early when the metric has converged.
+    Starts from ``initial`` or else from aligned intensity centres of mass (moments), so scans far from the atlas
+    origin start close. The registration stops early when the metric has converged.
     """
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     moving = coarsened(sitk.Cast(moving, sitk.sitkFloat32), min(fixed.GetSpacing()))
-    initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
-                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
+    if initial is None:
+        initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
+                                                    sitk.CenteredTransformInitializerFilter.MOMENTS)
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(config.histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)

@@ -206,10 +206,8 @@ def _save_checkpoint(path: Path, model, optimiser, step: int) -> None:
 def export_bundle(checkpoint: str | Path, config: TrainConfig | BaselineTrainConfig, out_dir: str | Path,
                   version: str, command: str = "", calibration=None) -> Path:
     """Calibrate the label-free thresholds of a trained checkpoint and write the model bundle."""
-    from disanatdetect.baselines import ReconstructionMethod
     from disanatdetect.bundle import Bundle, write_bundle
-    from disanatdetect.calibration import CalibrationConfig, calibrate_thresholds
-    from disanatdetect.pipeline import DALMethod
+    from disanatdetect.calibration import CalibrationConfig, calibrate_thresholds, method_for
 
     calibration = calibration or CalibrationConfig()
     baseline = isinstance(config, BaselineTrainConfig)
@@ -218,7 +216,7 @@ def export_bundle(checkpoint: str | Path, config: TrainConfig | BaselineTrainCon
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
     model.eval()
     bundle = Bundle(model, name, version, {}, {"atlas_config": asdict(config.atlas)})
-    method = ReconstructionMethod(bundle, "cpu") if baseline else DALMethod(bundle, "cpu")
+    method = method_for(bundle)
     extra = {
         "atlas_config": asdict(config.atlas),
         "thresholds": calibrate_thresholds(method, calibration),
