@@ -77,3 +77,21 @@ def test_malicious_pickle_is_not_executed_even_with_a_matching_checksum(bundle_d
 def test_missing_manifest_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="cannot be read"):
         load_bundle(tmp_path / "manifest.json")
+
+
+def test_recalibration_rewrites_only_the_thresholds(tiny_bundle, tmp_path):
+    from disanatdetect.calibration import CalibrationConfig, recalibrate
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle.parent, copy)
+    before = json.loads((copy / "manifest.json").read_text())
+    config = CalibrationConfig(volumes_per_modality=1, modalities=("t2",), false_positive_rate=0.5,
+                               max_false_positive_ml=1e9)
+    thresholds = recalibrate(copy / "manifest.json", config)
+    after = json.loads((copy / "manifest.json").read_text())
+    assert after["thresholds"] == thresholds and set(thresholds) == {"t2", "default"}
+    assert after["calibration"]["false_positive_rate"] == 0.5
+    assert {key: value for key, value in after.items() if key not in ("thresholds", "calibration")} == \
+        {key: value for key, value in before.items() if key not in ("thresholds", "calibration")}
+    assert load_bundle(copy / "manifest.json").threshold_for("t2") == thresholds["t2"]
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in tiny_bundle.parent.iterdir())

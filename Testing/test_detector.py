@@ -7,6 +7,7 @@ from disanatdetect.bundle import DEFAULT_BUNDLE
 from disanatdetect.calibration import (CalibrationConfig, HealthyMap, calibrate_thresholds, false_positive_ml,
                                        healthy_map, healthy_scores, lowest_clean_threshold)
 from disanatdetect.pipeline import DetectionConfig, Detector, analyse_atlas_space
+from disanatdetect.postprocess import PostprocessConfig
 from disanatdetect.preprocess import normalise_intensity
 from disanatdetect.synth.cases import synthetic_case
 
@@ -68,14 +69,17 @@ def test_calibrated_threshold_keeps_healthy_volumes_clean(tiny_detector):
     assert false_positive_ml(healthy, threshold) <= 0.5 < false_positive_ml(healthy, threshold * 0.97)
 
 
-@pytest.mark.parametrize("max_ml,expected", [(0.5, 0.8), (1.1, 0.6), (2.0, 0.1), (8.0, 0.0)])
-def test_lowest_clean_threshold_by_hand(max_ml, expected):
-    """1 mm voxels, score 0.1 everywhere (8 mL); a 1 mL block at 0.8 and, apart from it, a 0.32 mL block at 0.6."""
+@pytest.mark.parametrize("max_ml,grow,expected", [(0.5, 1.0, 0.8), (1.1, 1.0, 0.6), (2.0, 1.0, 0.1), (8.0, 1.0, 0.0),
+                                                  (2.0, 0.8, 0.125)])
+def test_lowest_clean_threshold_by_hand(max_ml, grow, expected):
+    """1 mm voxels, score 0.1 everywhere (8 mL); a 1 mL block at 0.8 and, apart from it, a 0.32 mL block at 0.6.
+    Grown to 0.8 of the threshold, the blocks reach into the background until the threshold exceeds 0.1 / 0.8."""
     anomaly = np.full((20, 20, 20), 0.1, np.float32)
     anomaly[:10, :10, :10] = 0.8
     anomaly[12:, 12:, 12:17] = 0.6
     healthy = HealthyMap(anomaly, np.ones(anomaly.shape, bool), voxel_ml=0.001)
-    assert lowest_clean_threshold(healthy, max_ml) == pytest.approx(expected, abs=1e-6)
+    postprocess = PostprocessConfig(grow_fraction=grow)
+    assert lowest_clean_threshold(healthy, max_ml, postprocess) == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("modality", ["t1", "t2", "flair"])

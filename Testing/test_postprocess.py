@@ -48,7 +48,7 @@ def test_small_components_are_dropped_and_components_are_described():
     anomaly = np.zeros((10, 10, 10), np.float32)
     anomaly[1:4, 1:4, 1:4] = 0.8  # 27 voxels = 0.027 mL at 1 mm
     anomaly[8, 8, 8] = 0.9  # one voxel
-    mask = lesion_mask(anomaly, 0.5, voxel_volume_ml=0.001, min_lesion_ml=0.01)
+    mask = lesion_mask(anomaly, 0.5, voxel_volume_ml=0.001, config=PostprocessConfig(min_lesion_ml=0.01))
     assert mask.sum() == 27 and mask[8, 8, 8] == 0
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])
     (component,) = lesion_components(mask, anomaly, affine)
@@ -56,3 +56,17 @@ def test_small_components_are_dropped_and_components_are_described():
     assert component["peak_score"] == pytest.approx(0.8)
     # centroid voxel (i, j, k) = (2, 2, 2) -> RAS (-2, -2, 2)
     assert component["centroid_ras_mm"] == [-2.0, -2.0, 2.0]
+
+
+def test_lesions_grow_into_their_connected_rim_only():
+    anomaly = np.zeros((12, 12, 24), np.float32)
+    anomaly[2:9, 2:9, 2:9] = 0.45  # rim, above 0.8 x 0.5
+    anomaly[4:7, 4:7, 4:7] = 0.9  # core, above the threshold
+    anomaly[2:9, 2:9, 14:21] = 0.45  # a rim-level region with no core: not a lesion
+    grown = lesion_mask(anomaly, 0.5, 0.001, PostprocessConfig(min_lesion_ml=0.01, grow_fraction=0.8))
+    assert grown[2:9, 2:9, 2:9].all() and grown.sum() == 7 ** 3
+    core_only = lesion_mask(anomaly, 0.5, 0.001, PostprocessConfig(min_lesion_ml=0.01, grow_fraction=1.0))
+    assert core_only.sum() == 27
+    # the minimum size applies to the core: a one-voxel core does not grow a lesion
+    anomaly[5, 5, 17] = 0.9
+    assert lesion_mask(anomaly, 0.5, 0.001, PostprocessConfig(min_lesion_ml=0.01))[2:9, 2:9, 14:21].sum() == 0

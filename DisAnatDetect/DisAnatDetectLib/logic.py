@@ -371,7 +371,8 @@ class DisAnatDetectLogic:
         prefix = nodes.RESULT_ATTRIBUTE_PREFIX
         for name, value in (("Threshold", result.threshold), ("ModelThreshold", modelThreshold),
                             ("Modality", result.modality), ("ModelVersion", result.model_version),
-                            ("MinLesionMl", result.min_lesion_ml)):
+                            ("MinLesionMl", result.postprocess.min_lesion_ml),
+                            ("GrowFraction", result.postprocess.grow_fraction)):
             anomalyMapVolume.SetAttribute(prefix + name, str(value))
         anomalyMapVolume.SetAttribute(RESULT_TOKEN_ATTRIBUTE, uuid.uuid4().hex)
 
@@ -395,15 +396,19 @@ class DisAnatDetectLogic:
         if remembered is not None and remembered[0] == (anomalyMapVolume.GetAttribute(RESULT_TOKEN_ATTRIBUTE) or ""):
             return remembered[1], remembered[2]
         from disanatdetect.pipeline import DetectionResult
+        from disanatdetect.postprocess import PostprocessConfig
 
         anomaly = nodes.volumeFromNode(anomalyMapVolume)
         phiNode = outputs.get("pseudoHealthyVolume")
         pseudoHealthy = nodes.volumeFromNode(phiNode) if phiNode is not None else anomaly
         threshold = float(anomalyMapVolume.GetAttribute(prefix + "Threshold"))
+        # As the pipeline made the mask; a result saved before lesion growth existed has no GrowFraction.
+        postprocess = PostprocessConfig(
+            min_lesion_ml=float(anomalyMapVolume.GetAttribute(prefix + "MinLesionMl") or 0.0),
+            grow_fraction=float(anomalyMapVolume.GetAttribute(prefix + "GrowFraction") or 1.0))
         result = DetectionResult(pseudoHealthy, anomaly, anomaly.with_array(np.zeros(anomaly.shape, np.uint8)),
                                  threshold, anomalyMapVolume.GetAttribute(prefix + "Modality") or "auto", [], {},
-                                 anomalyMapVolume.GetAttribute(prefix + "ModelVersion") or "",
-                                 float(anomalyMapVolume.GetAttribute(prefix + "MinLesionMl") or 0.0))
+                                 anomalyMapVolume.GetAttribute(prefix + "ModelVersion") or "", postprocess)
         # The mask and components come from the anomaly map, exactly as the pipeline made them.
         result = result.rethreshold(threshold)
         modelThreshold = float(anomalyMapVolume.GetAttribute(prefix + "ModelThreshold") or threshold)

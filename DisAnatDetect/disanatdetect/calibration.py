@@ -62,23 +62,25 @@ def healthy_scores(method: AnomalyMethod, modality: str, seed: int) -> np.ndarra
 
 
 def false_positive_ml(healthy: HealthyMap, threshold: float,
-                      min_lesion_ml: float = PostprocessConfig.min_lesion_ml) -> float:
-    """Lesion-mask volume (mL) that ``threshold`` gives on a healthy volume."""
-    return float(lesion_mask(healthy.anomaly, threshold, healthy.voxel_ml, min_lesion_ml).sum()) * healthy.voxel_ml
+                      postprocess: PostprocessConfig = PostprocessConfig()) -> float:
+    """Lesion-mask volume (mL) that ``threshold`` gives on a healthy volume (with the released lesion growth)."""
+    mask = lesion_mask(healthy.anomaly, threshold, healthy.voxel_ml, postprocess)
+    return float(mask.sum()) * healthy.voxel_ml
 
 
-def lowest_clean_threshold(healthy: HealthyMap, max_ml: float, iterations: int = 30) -> float:
+def lowest_clean_threshold(healthy: HealthyMap, max_ml: float,
+                           postprocess: PostprocessConfig = PostprocessConfig(), iterations: int = 30) -> float:
     """About the lowest threshold whose lesion mask on ``healthy`` is at most ``max_ml`` (bisection on the score).
 
-    The volume above a threshold only shrinks as the threshold rises (components only shrink or vanish), so
-    bisection between 0 and the highest score finds the boundary.
+    The mask only shrinks as the threshold rises (seed components and the regions they grow into only shrink or
+    vanish), so bisection between 0 and the highest score finds the boundary.
     """
     low, high = 0.0, float(healthy.anomaly.max())
-    if false_positive_ml(healthy, low) <= max_ml:
+    if false_positive_ml(healthy, low, postprocess) <= max_ml:
         return low
     for _ in range(iterations):
         middle = (low + high) / 2
-        low, high = (low, middle) if false_positive_ml(healthy, middle) <= max_ml else (middle, high)
+        low, high = (low, middle) if false_positive_ml(healthy, middle, postprocess) <= max_ml else (middle, high)
     return high
 
 

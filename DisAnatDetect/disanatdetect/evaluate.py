@@ -144,7 +144,7 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None)
             threshold = method.threshold_for(result.modality)
             if prepared is None:
                 anomaly_volume = case.image.with_array(result.anomaly)
-                mask_volume, _ = _mask_and_lesions(anomaly_volume, threshold, config.postprocess.min_lesion_ml)
+                mask_volume, _ = _mask_and_lesions(anomaly_volume, threshold, config.postprocess)
                 anomaly, mask, brain = result.anomaly, mask_volume.array > 0, brain_work
                 phi = case.image.with_array(result.pseudo_healthy if result.pseudo_healthy is not None
                                             else result.image)

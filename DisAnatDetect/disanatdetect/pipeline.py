@@ -83,12 +83,16 @@ class DetectionResult:
     lesions: list[dict]
     timings: dict[str, float]
     model_version: str
-    min_lesion_ml: float = PostprocessConfig.min_lesion_ml
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
 
     def rethreshold(self, threshold: float) -> DetectionResult:
         """The same result with another threshold: no model call, only the mask and its components change."""
-        mask, lesions = _mask_and_lesions(self.anomaly_map, threshold, self.min_lesion_ml)
+        mask, lesions = _mask_and_lesions(self.anomaly_map, threshold, self.postprocess)
         return replace(self, lesion_mask=mask, lesions=lesions, threshold=float(threshold))
+
+    @property
+    def min_lesion_ml(self) -> float:
+        return self.postprocess.min_lesion_ml
 
     @property
     def lesion_volume_ml(self) -> float:
@@ -260,9 +264,10 @@ class DALMethod:
         return self.bundle.threshold_for(modality)
 
 
-def _mask_and_lesions(anomaly: Volume, threshold: float, min_lesion_ml: float) -> tuple[Volume, list[dict]]:
+def _mask_and_lesions(anomaly: Volume, threshold: float,
+                      config: PostprocessConfig = PostprocessConfig()) -> tuple[Volume, list[dict]]:
     voxel_ml = abs(np.linalg.det(anomaly.affine[:3, :3])) / 1000.0
-    mask = lesion_mask(anomaly.array, threshold, voxel_ml, min_lesion_ml)
+    mask = lesion_mask(anomaly.array, threshold, voxel_ml, config)
     return anomaly.with_array(mask), lesion_components(mask, anomaly.array, anomaly.affine)
 
 
@@ -419,9 +424,9 @@ def to_input_grid(prepared: PreparedScan, result: AtlasSpaceResult, atlas: Atlas
     phi[outside] = volume.array[outside]
     del outside
     anomaly, pseudo_healthy = volume.with_array(anomaly), volume.with_array(phi)
-    mask, lesions = _mask_and_lesions(anomaly, threshold, config.postprocess.min_lesion_ml)
+    mask, lesions = _mask_and_lesions(anomaly, threshold, config.postprocess)
     return DetectionResult(pseudo_healthy, anomaly, mask, float(threshold), result.modality, lesions, {}, version,
-                           config.postprocess.min_lesion_ml)
+                           config.postprocess)
 
 
 def _or_image(result: AtlasSpaceResult) -> np.ndarray:
