@@ -64,9 +64,6 @@ def _transform(volume: Volume, reference: Volume, seed: int) -> tuple[Volume, Vo
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known defect: with the synthetic head, the detection on the moved scan "
-                   "reaches Dice 0.12 against 0.72 on the original (brain extraction or registration of such "
-                   "a head is not yet robust)")
 def test_rotated_anisotropic_scan_with_head_gives_the_same_answer(detector, real_data):
     case = real_data / "TCGA-DU-7294"
     scan, reference = read_volume(case / "flair.nii.gz"), read_volume(case / "reference.nii.gz")

@@ -32,6 +32,17 @@ def brats_like_volume(seed: int = 3) -> Volume:
     return Volume.from_sitk(sitk.Cast(resampled * 1000, sitk.sitkInt16))
 
 
+def resampled_to_size(volume: Volume, size: tuple[int, int, int]) -> Volume:
+    """The same field of view on ``size`` (i, j, k) voxels, linearly interpolated: a large scan from a small one."""
+    image = volume.to_sitk()
+    reference = sitk.Image([int(n) for n in size], image.GetPixelID())
+    reference.SetSpacing([n * s / m for n, s, m in zip(image.GetSize(), image.GetSpacing(), size)])
+    reference.SetOrigin(image.GetOrigin())
+    reference.SetDirection(image.GetDirection())
+    return Volume.from_sitk(sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                          image.GetPixelID()))
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports kB
 

@@ -11,6 +11,7 @@ the same post-processing as in detection:
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,7 +94,8 @@ def calibrate_thresholds(method: AnomalyMethod,
         pooled = np.concatenate([healthy.anomaly[healthy.brain] for healthy in maps])
         voxel_limit = float(np.quantile(pooled, 1 - config.false_positive_rate))
         volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps)
-        thresholds[modality] = round(max(voxel_limit, volume_limit), 5)
+        # rounded up, so that the stored threshold still keeps every healthy volume within the limit
+        thresholds[modality] = math.ceil(max(voxel_limit, volume_limit) * 1e5) / 1e5
     thresholds["default"] = max(thresholds.values())
     return thresholds
 

@@ -279,7 +279,15 @@ def command_benchmark(args: argparse.Namespace) -> int:
     from disanatdetect.io import read_volume
 
     methods = _methods(args.methods.split(","), args.device, with_ablations=False)
-    volume = read_volume(args.input) if args.input else None
+    volume = read_volume(args.input) if args.input else bench.brats_like_volume()
+    if args.size:
+        try:
+            size = tuple(int(n) for n in args.size.lower().split("x"))
+        except ValueError:
+            size = ()
+        if len(size) != 3 or min(size) < 1:
+            raise InputError(f"--size {args.size!r} is not three voxel counts; write it as 512x512x400.")
+        volume = bench.resampled_to_size(volume, size)
     report = bench.benchmark(methods, volume, args.runs, args.warmup)
     table = bench.benchmark_table(report)
     if args.out:
@@ -347,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=1)
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--out", default=None, help="write the JSON report here")
+    bench.add_argument("--size", default=None, help="resample the scan to IxJxK voxels first (e.g. 512x512x400)")
     bench.set_defaults(run=command_benchmark)
 
     training = commands.add_parser("train", help="train DAL on synthetic healthy data and write a model bundle")
