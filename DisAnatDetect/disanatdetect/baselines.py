@@ -16,7 +16,7 @@ from disanatdetect.atlas import load_atlas
 from disanatdetect.bundle import Bundle, load_bundle
 from disanatdetect.pipeline import (LESION_SIGN, AtlasSpaceResult, DetectionConfig, anomaly_score,
                                     resolve_device)
-from disanatdetect.postprocess import anomaly_map
+from disanatdetect.postprocess import PostprocessConfig, anomaly_map
 
 
 def _modality(config: DetectionConfig) -> str:
@@ -32,6 +32,8 @@ class ThresholdMethod:
 
     name = "Threshold"
     version = "rank-equalised"
+    # Ranks are uniform over the brain: a fraction of the threshold would take in a third of it, so no growth.
+    detection_overrides = {"postprocess": PostprocessConfig(grow_fraction=1.0)}
 
     def __init__(self, quantile: float = 0.99):
         self.atlas = load_atlas()

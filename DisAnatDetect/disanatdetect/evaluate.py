@@ -24,8 +24,8 @@ from disanatdetect import metrics
 from disanatdetect.atlas import load_atlas
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume, read_volume
-from disanatdetect.pipeline import (AnomalyMethod, DetectionConfig, _mask_and_lesions, prepare_scan,
-                                    to_input_grid)
+from disanatdetect.pipeline import (AnomalyMethod, DetectionConfig, _mask_and_lesions, prepare_scan, to_input_grid,
+                                    with_overrides)
 from disanatdetect.preprocess import normalise_intensity
 from disanatdetect.synth.cases import synthetic_case
 from disanatdetect.synth.lesions import LESION_TYPES
@@ -140,16 +140,17 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None)
         reference = case.reference.array > 0
         for method in methods:
             started = time.perf_counter()
-            result = method.analyse(image, brain_work, config)
+            method_config = with_overrides(config, method)
+            result = method.analyse(image, brain_work, method_config)
             threshold = method.threshold_for(result.modality)
             if prepared is None:
                 anomaly_volume = case.image.with_array(result.anomaly)
-                mask_volume, _ = _mask_and_lesions(anomaly_volume, threshold, config.postprocess)
+                mask_volume, _ = _mask_and_lesions(anomaly_volume, threshold, method_config.postprocess)
                 anomaly, mask, brain = result.anomaly, mask_volume.array > 0, brain_work
                 phi = case.image.with_array(result.pseudo_healthy if result.pseudo_healthy is not None
                                             else result.image)
             else:
-                detection = to_input_grid(prepared, result, atlas, threshold, config, method.version)
+                detection = to_input_grid(prepared, result, atlas, threshold, method_config, method.version)
                 anomaly, mask = detection.anomaly_map.array, detection.lesion_mask.array > 0
                 brain, phi = prepared.input_brain, detection.pseudo_healthy
             seconds = time.perf_counter() - started

@@ -242,6 +242,11 @@ class AnomalyMethod(Protocol):
     def threshold_for(self, modality: str) -> float: ...
 
 
+def with_overrides(config: DetectionConfig, method: AnomalyMethod) -> DetectionConfig:
+    """``config`` with the settings a method changes for itself (``detection_overrides``, if it has any)."""
+    return replace(config, **getattr(method, "detection_overrides", {}))
+
+
 class DALMethod:
     """DAL from a model bundle (the shipped one by default)."""
 
@@ -320,6 +325,7 @@ class Detector:
                progress: ProgressCallback | None = None,
                should_cancel: Callable[[], bool] | None = None) -> DetectionResult:
         """Run the whole pipeline on ``volume``; outputs lie on its grid. The input is not modified."""
+        config = with_overrides(config, self.method)
         stopwatch = _Stopwatch(progress, should_cancel)
         prepared = prepare_scan(volume, self.atlas, config, stopwatch)
         stopwatch.stage("reconstructing")
