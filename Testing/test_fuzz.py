@@ -227,6 +227,15 @@ def test_detect_gives_outputs_or_one_sentence(array, spacing, placed):
             assert not out.exists()
 
 
+@pytest.mark.parametrize("offset", [float("inf"), float("nan"), -352.0])
+def test_impossible_data_offset_is_refused(tmp_path, offset):
+    data = bytearray(valid_file(".nii"))
+    struct.pack_into("<f", data, 108, offset)
+    path = tmp_path / "scan.nii"
+    path.write_bytes(bytes(data))
+    assert read_and_validate(path) is None
+
+
 @pytest.mark.parametrize("claimed", [(4097, 16, 16), (1024, 1024, 1024)])
 def test_huge_dimensions_in_a_tiny_file_are_refused_before_reading(tmp_path, claimed):
     data = bytearray(valid_file(".nii"))

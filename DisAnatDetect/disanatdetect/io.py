@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import struct
 import tempfile
@@ -151,7 +152,10 @@ def _check_nifti_data_length(path: Path) -> None:
     else:  # NIfTI-1
         dims = struct.unpack(endian + "8h", header[40:56])
         bitpix = struct.unpack(endian + "h", header[72:74])[0]
-        offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        offset = struct.unpack(endian + "f", header[108:112])[0]
+    if not math.isfinite(offset) or offset < 0:  # found by the fuzz suite: int(inf) would raise
+        raise InputError(f"{path} has a damaged NIfTI header (data offset {offset}); copy or export the scan again.")
+    offset = int(offset)
     voxels = int(np.prod([max(1, int(n)) for n in dims[1:1 + max(0, min(7, dims[0]))]], dtype=object))
     expected = offset + voxels * bitpix // 8
     if length < expected:
