@@ -53,7 +53,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
     # A tiny model reconstructs less precisely: its threshold allows 1 % healthy false-positive voxels, not 0.1 %,
     # and no limit on their lesion volume.
     calibration = CalibrationConfig(volumes_per_modality=1, modalities=("flair",), false_positive_rate=0.01,
-                                    max_false_positive_ml=float("inf"))
+                                    max_false_positive_ml=None)
     return export_bundle(checkpoint, config, out / "bundle", "0.0.0-test", "test fixture", calibration)
 
 

@@ -33,7 +33,7 @@ class CalibrationConfig:
 
     volumes_per_modality: int = 3
     false_positive_rate: float = 0.001  # of brain voxels, pooled
-    max_false_positive_ml: float = math.inf  # of lesion mask, in every volume; inf: no such limit
+    max_false_positive_ml: float | None = None  # of lesion mask, in every volume; None: no such limit
     modalities: tuple[str, ...] = MODALITIES
     seed: int = 10_000  # validation anatomies are disjoint from any training seed stream
 
@@ -95,7 +95,7 @@ def calibrate_thresholds(method: AnomalyMethod,
         pooled = np.concatenate([healthy.anomaly[healthy.brain] for healthy in maps])
         voxel_limit = float(np.quantile(pooled, 1 - config.false_positive_rate))
         volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps) \
-            if math.isfinite(config.max_false_positive_ml) else 0.0
+            if config.max_false_positive_ml is not None else 0.0
         # rounded up, so that the stored threshold still keeps every healthy volume within the limit
         thresholds[modality] = math.ceil(max(voxel_limit, volume_limit) * 1e5) / 1e5
     thresholds["default"] = max(thresholds.values())
