@@ -48,6 +48,9 @@ class RegistrationConfig:
     # ITK's multi-threaded mutual information sums in a varying order, so two runs on one scan would differ;
     # one thread makes registration (and every result downstream) bit-identical from run to run. 0: ITK's default.
     threads: int = 1
+    # ITK precomputes smoothed gradient images of both whole images at every level unless told not to: about 3 s a
+    # level for a 1 mm scan on one thread, against milliseconds for the gradients at the sampled points only.
+    gradient_images: bool = False
 
 
 def largest_component_filled(mask: np.ndarray) -> np.ndarray:
@@ -84,6 +87,8 @@ def register_to_atlas(moving: sitk.Image, fixed: sitk.Image, config: Registratio
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(config.sampling_fraction, config.seed)
     method.SetInterpolator(sitk.sitkLinear)
+    method.SetMetricUseFixedImageGradientFilter(config.gradient_images)
+    method.SetMetricUseMovingImageGradientFilter(config.gradient_images)
     method.SetOptimizerAsGradientDescent(learningRate=config.learning_rate, numberOfIterations=config.iterations,
                                          convergenceMinimumValue=1e-6, convergenceWindowSize=10)
     method.SetOptimizerScalesFromPhysicalShift()
