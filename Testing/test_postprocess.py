@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from disanatdetect.pipeline import anomaly_score, csf_mixture_range, infer_modality
+from disanatdetect.pipeline import anomaly_score, infer_modality
 from disanatdetect.postprocess import PostprocessConfig, anomaly_map, erode, lesion_components, lesion_mask
 
 
@@ -16,26 +16,6 @@ def test_score_is_signed_by_modality_and_silent_on_explained_csf():
     np.testing.assert_allclose(anomaly_score(image, phi, "t2", explained=explained), [0.0, 0.0, 0.0], atol=1e-6)
     disagreement = np.array([0.0, 1.0, 0.0])
     np.testing.assert_allclose(anomaly_score(image, phi, "flair", disagreement, 0.5), [0.4, 0.5, 0.0], atol=1e-6)
-
-
-def test_explained_csf_scores_only_beyond_a_csf_tissue_mix():
-    flair = np.array([0.0, 0.1, 0.8, 0.6])  # background, CSF dark, GM bright, WM
-    t2 = np.array([0.0, 1.0, 0.55, 0.4])  # CSF brightest
-    t1 = np.array([0.0, 0.2, 0.5, 0.8])
-    assert csf_mixture_range(flair) == (-np.inf, 0.8)
-    assert csf_mixture_range(t2) == (0.4, np.inf)
-    assert csf_mixture_range(t1) == (-np.inf, 0.8)
-    image = np.array([1.1, 0.5, 0.05])  # a bright lesion by the ventricle, a CSF/GM mix, dark CSF
-    phi = np.full(3, 0.1)  # both anatomies say CSF
-    explained = np.ones(3, bool)
-    np.testing.assert_allclose(anomaly_score(image, phi, "flair", explained=explained,
-                                             mixture_range=csf_mixture_range(flair)), [0.3, 0.0, 0.0], atol=1e-6)
-    # On T2 nothing brighter than CSF can be told from CSF: explained voxels stay silent.
-    np.testing.assert_allclose(anomaly_score(image, phi, "t2", explained=explained,
-                                             mixture_range=csf_mixture_range(t2)), [0.0, 0.0, 0.0], atol=1e-6)
-    # T1 scores either way, but CSF's own (dark) side is open.
-    np.testing.assert_allclose(anomaly_score(np.array([0.9, 0.01]), np.full(2, 0.2), "t1", explained=np.ones(2, bool),
-                                             mixture_range=csf_mixture_range(t1)), [0.1, 0.0], atol=1e-6)
 
 
 @pytest.mark.parametrize("intensities,modality", [

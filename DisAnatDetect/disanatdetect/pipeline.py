@@ -49,7 +49,7 @@ class DetectionConfig:
     threshold: float | None = None  # None: the bundle's label-free threshold for the modality
     batch_size: int = 16
     anatomy_weight: float = 0.0
-    explain_csf: bool = True  # anatomy-agreed CSF scores only beyond what a CSF/tissue mix can be
+    explain_csf: bool = True  # no score where scan and restored anatomy agree on CSF
     min_atlas_overlap: float = 0.8  # share of the registered brain inside the atlas brain; below: failure
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
@@ -121,39 +121,21 @@ def infer_modality(intensities: np.ndarray) -> str:
     return "flair"
 
 
-def csf_mixture_range(intensities: np.ndarray) -> tuple[float, float]:
-    """The intensities a mix of CSF and tissue can take: between the darkest and the brightest tissue class.
-
-    The bound on CSF's own side is open (CSF brightest, as on T2 and PD: no upper bound; darkest, as on T1 and
-    FLAIR: no lower bound), since CSF's intensity varies too widely (flow, partial volume) to bound it.
-    """
-    tissue = np.asarray(intensities[1:], dtype=np.float64)
-    csf = intensities[CSF]
-    low = -np.inf if csf <= tissue.min() else float(tissue.min())
-    high = np.inf if csf >= tissue.max() else float(tissue.max())
-    return low, high
-
-
 def anomaly_score(image: np.ndarray, pseudo_healthy: np.ndarray, modality: str,
                   anatomy_disagreement: np.ndarray | None = None, anatomy_weight: float = 0.0,
-                  explained: np.ndarray | None = None,
-                  mixture_range: tuple[float, float] = (-np.inf, np.inf)) -> np.ndarray:
+                  explained: np.ndarray | None = None) -> np.ndarray:
     """Residual between scan and pseudo-healthy image, signed by the modality, plus optional anatomy disagreement.
 
     ``explained`` marks voxels the anatomy accounts for as healthy CSF (the scan's anatomy and the restored
-    anatomy both say CSF): any mix of CSF and tissue may lie there, so only intensity outside ``mixture_range``
-    scores (see :func:`csf_mixture_range`). Partial volume and CSF's wide intensity range are what blind
-    intensity-based detection on T2; a bright lesion next to the ventricles on FLAIR still scores.
+    anatomy both say CSF): their residual is partial volume and CSF's wide intensity range, not a lesion, and it
+    is what blinds intensity-based detection on T2.
     """
     residual = image - pseudo_healthy
-    bright = LESION_SIGN[modality] > 0
-    score = np.maximum(residual, 0) if bright else np.abs(residual)
+    score = np.maximum(residual, 0) if LESION_SIGN[modality] > 0 else np.abs(residual)
     if anatomy_disagreement is not None and anatomy_weight:
         score = score + anatomy_weight * anatomy_disagreement
     if explained is not None:
-        low, high = mixture_range
-        beyond = np.maximum(image - high, 0) if bright else np.maximum(np.maximum(image - high, low - image), 0)
-        score = np.where(explained, beyond, score)
+        score = np.where(explained, 0, score)
     return score.astype(np.float32)
 
 
@@ -237,8 +219,7 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
         step(len(batch))
     pseudo_healthy = np.where(brain, pseudo_healthy, 0).astype(np.float32)
     explained = (encoded == CSF) & (restored == CSF) if config.explain_csf else None
-    score = anomaly_score(image, pseudo_healthy, modality, disagreement, config.anatomy_weight, explained,
-                          csf_mixture_range(intensities))
+    score = anomaly_score(image, pseudo_healthy, modality, disagreement, config.anatomy_weight, explained)
     score = np.where(brain, score, 0)
     anomaly = anomaly_map(score, brain, atlas.config.spacing_mm, config.postprocess)
     return AtlasSpaceResult(image, brain, pseudo_healthy, modality, score, anomaly, encoded, restored, intensities)
