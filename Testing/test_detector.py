@@ -77,8 +77,8 @@ def test_lowest_clean_threshold_by_hand(max_ml, grow, expected):
     anomaly = np.full((20, 20, 20), 0.1, np.float32)
     anomaly[:10, :10, :10] = 0.8
     anomaly[12:, 12:, 12:17] = 0.6
-    healthy = HealthyMap(anomaly, np.ones(anomaly.shape, bool), voxel_ml=0.001)
-    postprocess = PostprocessConfig(grow_fraction=grow)
+    healthy = HealthyMap(anomaly, np.ones(anomaly.shape, bool), spacing_mm=(1.0, 1.0, 1.0))
+    postprocess = PostprocessConfig(grow_fraction=grow, grow_reach_mm=None)
     assert lowest_clean_threshold(healthy, max_ml, postprocess) == pytest.approx(expected, abs=1e-6)
 
 
@@ -96,3 +96,44 @@ def test_rethreshold_changes_only_the_mask(tiny_detector):
     assert stricter.anomaly_map is result.anomaly_map
     assert stricter.lesion_mask.array.sum() < result.lesion_mask.array.sum()
     assert stricter.lesion_volume_ml < result.lesion_volume_ml
+
+
+def test_ablation_variants_reuse_the_encoding_and_match_a_fresh_run(tiny_detector):
+    """The harness's DAL variants share one set of weights: a scan is encoded once for all of them, reconstructed
+    once for those that change only the scoring, and each variant's result is what it would be on its own."""
+    from disanatdetect.evaluate import ablations
+
+    method = tiny_detector.method
+    model = method.bundle.model
+    variants = {v.name: v for v in ablations(method) if v.bundle.model.anatomy_encoder is model.anatomy_encoder}
+    assert set(variants) == {"DAL w/o restoration", "DAL soft anatomy", "DAL w/o CSF rule"}
+    case = synthetic_case(tiny_detector.atlas, 81, "t2", "tumour")
+    brain = case.labels.array > 0
+    image = normalise_intensity(case.image.array, brain)
+    config = DetectionConfig(modality="t2")
+    calls = {"encoder": 0, "restoration": 0}
+
+    def counter(name):
+        def hook(*args):
+            calls[name] += 1
+        return hook
+
+    hooks = [model.anatomy_encoder.register_forward_hook(counter("encoder")),
+             model.restoration.register_forward_hook(counter("restoration"))]
+    try:
+        method.analyse(image, brain, config)
+        once = dict(calls)
+        shared = {name: variant.analyse(image, brain, config) for name, variant in variants.items()}
+        assert calls["encoder"] == once["encoder"]  # no variant encoded the scan again
+        assert calls["restoration"] == 2 * once["restoration"]  # only soft anatomy restores anew
+        method.analyse(image.copy(), brain, config)  # another image: encoded anew
+        assert calls["encoder"] == 2 * once["encoder"]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, result in shared.items():
+        variant = variants[name]
+        fresh = analyse_atlas_space(variant.bundle.model, image, brain, variant.atlas,
+                                    DetectionConfig(modality="t2", **variant.detection_overrides))
+        np.testing.assert_array_equal(result.anomaly, fresh.anomaly)
+        np.testing.assert_array_equal(result.pseudo_healthy, fresh.pseudo_healthy)

@@ -44,11 +44,14 @@ def test_anomaly_map_is_zero_outside_the_eroded_brain_and_smooths_speckle():
     assert (result[~erode(brain, 1.5, 1.5)] == 0).all()
 
 
+MM1 = (1.0, 1.0, 1.0)  # voxel spacing of the hand-made maps
+
+
 def test_small_components_are_dropped_and_components_are_described():
     anomaly = np.zeros((10, 10, 10), np.float32)
     anomaly[1:4, 1:4, 1:4] = 0.8  # 27 voxels = 0.027 mL at 1 mm
     anomaly[8, 8, 8] = 0.9  # one voxel
-    mask = lesion_mask(anomaly, 0.5, voxel_volume_ml=0.001, config=PostprocessConfig(min_lesion_ml=0.01))
+    mask = lesion_mask(anomaly, 0.5, spacing_mm=(1.0, 1.0, 1.0), config=PostprocessConfig(min_lesion_ml=0.01))
     assert mask.sum() == 27 and mask[8, 8, 8] == 0
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])
     (component,) = lesion_components(mask, anomaly, affine)
@@ -63,10 +66,27 @@ def test_lesions_grow_into_their_connected_rim_only():
     anomaly[2:9, 2:9, 2:9] = 0.45  # rim, above 0.8 x 0.5
     anomaly[4:7, 4:7, 4:7] = 0.9  # core, above the threshold
     anomaly[2:9, 2:9, 14:21] = 0.45  # a rim-level region with no core: not a lesion
-    grown = lesion_mask(anomaly, 0.5, 0.001, PostprocessConfig(min_lesion_ml=0.01, grow_fraction=0.8))
+    grown = lesion_mask(anomaly, 0.5, MM1, PostprocessConfig(min_lesion_ml=0.01, grow_fraction=0.8))
     assert grown[2:9, 2:9, 2:9].all() and grown.sum() == 7 ** 3
-    core_only = lesion_mask(anomaly, 0.5, 0.001, PostprocessConfig(min_lesion_ml=0.01, grow_fraction=1.0))
+    core_only = lesion_mask(anomaly, 0.5, MM1, PostprocessConfig(min_lesion_ml=0.01, grow_fraction=1.0))
     assert core_only.sum() == 27
     # the minimum size applies to the core: a one-voxel core does not grow a lesion
     anomaly[5, 5, 17] = 0.9
-    assert lesion_mask(anomaly, 0.5, 0.001, PostprocessConfig(min_lesion_ml=0.01))[2:9, 2:9, 14:21].sum() == 0
+    assert lesion_mask(anomaly, 0.5, MM1, PostprocessConfig(min_lesion_ml=0.01))[2:9, 2:9, 14:21].sum() == 0
+
+
+def test_growth_stops_at_its_reach_along_each_axis():
+    """A core with a wide rim-level region around it: the lesion grows only ``grow_reach_mm`` into it, by
+    millimetres (so fewer voxels along a coarse axis), and never through voxels below the lower level."""
+    anomaly = np.zeros((20, 30, 30), np.float32)
+    anomaly[2:18, 2:28, 2:28] = 0.45  # rim level, far wider than the reach
+    anomaly[9:11, 14:16, 14:16] = 0.9  # core
+    config = PostprocessConfig(min_lesion_ml=0.0, grow_fraction=0.8, grow_reach_mm=3.0)
+    isotropic = lesion_mask(anomaly, 0.5, MM1, config).astype(bool)
+    assert isotropic.sum() == (2 + 6) * (2 + 6) * (2 + 6)  # three voxels each way along each axis
+    coarse_slices = lesion_mask(anomaly, 0.5, (2.0, 1.0, 1.0), config).astype(bool)
+    assert coarse_slices.sum() == (2 + 2) * (2 + 6) * (2 + 6)  # one 2 mm slice each way
+    assert not (isotropic & (anomaly == 0)).any()
+    unlimited = lesion_mask(anomaly, 0.5, MM1, PostprocessConfig(min_lesion_ml=0.0, grow_fraction=0.8,
+                                                                 grow_reach_mm=None))
+    assert unlimited.sum() == (anomaly > 0.4).sum()

@@ -4,7 +4,7 @@ from scipy import ndimage
 
 from disanatdetect.synth import (LESION_TYPES, Label, add_lesion, healthy_slice_batch, render, sample_anatomy,
                                  sample_contrast)
-from disanatdetect.synth.cases import synthetic_case
+from disanatdetect.synth.cases import synthetic_case, synthetic_cases
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,16 @@ def test_cases_are_deterministic_and_differ_between_seeds(atlas):
     np.testing.assert_array_equal(first.lesion_mask.array, again.lesion_mask.array)
     other = synthetic_case(atlas, 12, "t2", "ms")
     assert np.abs(first.image.array - other.image.array).mean() > 0.01
+
+
+def test_one_anatomy_in_several_modalities_equals_the_cases_made_one_by_one(atlas):
+    together = list(synthetic_cases(atlas, 11, ("t2", "flair"), "ms"))
+    assert [case.modality for case in together] == ["t2", "flair"]
+    for case in together:
+        alone = synthetic_case(atlas, 11, case.modality, "ms")
+        np.testing.assert_array_equal(case.image.array, alone.image.array)
+        np.testing.assert_array_equal(case.lesion_mask.array, alone.lesion_mask.array)
+    assert np.abs(together[0].image.array - together[1].image.array).mean() > 0.01
 
 
 @pytest.mark.parametrize("kind", LESION_TYPES)

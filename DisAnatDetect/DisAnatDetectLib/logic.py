@@ -372,7 +372,8 @@ class DisAnatDetectLogic:
         for name, value in (("Threshold", result.threshold), ("ModelThreshold", modelThreshold),
                             ("Modality", result.modality), ("ModelVersion", result.model_version),
                             ("MinLesionMl", result.postprocess.min_lesion_ml),
-                            ("GrowFraction", result.postprocess.grow_fraction)):
+                            ("GrowFraction", result.postprocess.grow_fraction),
+                            ("GrowReachMm", result.postprocess.grow_reach_mm)):
             anomalyMapVolume.SetAttribute(prefix + name, str(value))
         anomalyMapVolume.SetAttribute(RESULT_TOKEN_ATTRIBUTE, uuid.uuid4().hex)
 
@@ -402,10 +403,13 @@ class DisAnatDetectLogic:
         phiNode = outputs.get("pseudoHealthyVolume")
         pseudoHealthy = nodes.volumeFromNode(phiNode) if phiNode is not None else anomaly
         threshold = float(anomalyMapVolume.GetAttribute(prefix + "Threshold"))
-        # As the pipeline made the mask; a result saved before lesion growth existed has no GrowFraction.
+        # As the pipeline made the mask; a result saved before lesion growth existed has no GrowFraction, one
+        # saved before the growth had a reach has no GrowReachMm (and "None" means no limit).
+        reach = anomalyMapVolume.GetAttribute(prefix + "GrowReachMm")
         postprocess = PostprocessConfig(
             min_lesion_ml=float(anomalyMapVolume.GetAttribute(prefix + "MinLesionMl") or 0.0),
-            grow_fraction=float(anomalyMapVolume.GetAttribute(prefix + "GrowFraction") or 1.0))
+            grow_fraction=float(anomalyMapVolume.GetAttribute(prefix + "GrowFraction") or 1.0),
+            grow_reach_mm=None if reach in (None, "", "None") else float(reach))
         result = DetectionResult(pseudoHealthy, anomaly, anomaly.with_array(np.zeros(anomaly.shape, np.uint8)),
                                  threshold, anomalyMapVolume.GetAttribute(prefix + "Modality") or "auto", [], {},
                                  anomalyMapVolume.GetAttribute(prefix + "ModelVersion") or "", postprocess)

@@ -23,7 +23,7 @@ from disanatdetect.bundle import Bundle, load_bundle
 from disanatdetect.pipeline import AnomalyMethod, DetectionConfig
 from disanatdetect.postprocess import PostprocessConfig, lesion_mask
 from disanatdetect.preprocess import normalise_intensity
-from disanatdetect.synth.cases import synthetic_case
+from disanatdetect.synth.cases import synthetic_cases
 from disanatdetect.synth.contrast import MODALITIES
 
 
@@ -44,17 +44,28 @@ class HealthyMap:
 
     anomaly: np.ndarray
     brain: np.ndarray
-    voxel_ml: float
+    spacing_mm: tuple[float, float, float]  # along the array's axes
+
+    @property
+    def voxel_ml(self) -> float:
+        return float(np.prod(self.spacing_mm)) / 1000.0
+
+
+def healthy_maps(method: AnomalyMethod, modalities: tuple[str, ...], seed: int) -> dict[str, HealthyMap]:
+    """Run ``method`` on one healthy synthetic anatomy rendered in each of ``modalities``."""
+    maps = {}
+    for case in synthetic_cases(method.atlas, seed, modalities, lesion="none"):
+        brain = case.labels.array > 0
+        config = DetectionConfig(modality=case.modality)
+        image = normalise_intensity(case.image.array, brain, config.normalisation)
+        anomaly = method.analyse(image, brain, config).anomaly
+        maps[case.modality] = HealthyMap(anomaly, brain, case.image.spacing[::-1])
+    return maps
 
 
 def healthy_map(method: AnomalyMethod, modality: str, seed: int) -> HealthyMap:
     """Run ``method`` on one healthy synthetic volume of ``modality``."""
-    case = synthetic_case(method.atlas, seed, modality, lesion="none")
-    brain = case.labels.array > 0
-    config = DetectionConfig(modality=modality)
-    image = normalise_intensity(case.image.array, brain, config.normalisation)
-    anomaly = method.analyse(image, brain, config).anomaly
-    return HealthyMap(anomaly, brain, float(np.prod(case.image.spacing)) / 1000.0)
+    return healthy_maps(method, (modality,), seed)[modality]
 
 
 def healthy_scores(method: AnomalyMethod, modality: str, seed: int) -> np.ndarray:
@@ -66,7 +77,7 @@ def healthy_scores(method: AnomalyMethod, modality: str, seed: int) -> np.ndarra
 def false_positive_ml(healthy: HealthyMap, threshold: float,
                       postprocess: PostprocessConfig = PostprocessConfig()) -> float:
     """Lesion-mask volume (mL) that ``threshold`` gives on a healthy volume (with the released lesion growth)."""
-    mask = lesion_mask(healthy.anomaly, threshold, healthy.voxel_ml, postprocess)
+    mask = lesion_mask(healthy.anomaly, threshold, healthy.spacing_mm, postprocess)
     return float(mask.sum()) * healthy.voxel_ml
 
 
@@ -89,9 +100,11 @@ def lowest_clean_threshold(healthy: HealthyMap, max_ml: float,
 def calibrate_thresholds(method: AnomalyMethod,
                          config: CalibrationConfig = CalibrationConfig()) -> dict[str, float]:
     """One threshold per modality, plus "default" (the largest, i.e. the most conservative)."""
+    by_seed = [healthy_maps(method, config.modalities, config.seed + index)
+               for index in range(config.volumes_per_modality)]
     thresholds = {}
     for modality in config.modalities:
-        maps = [healthy_map(method, modality, config.seed + index) for index in range(config.volumes_per_modality)]
+        maps = [seed_maps[modality] for seed_maps in by_seed]
         pooled = np.concatenate([healthy.anomaly[healthy.brain] for healthy in maps])
         voxel_limit = float(np.quantile(pooled, 1 - config.false_positive_rate))
         volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps) \

@@ -27,7 +27,7 @@ from disanatdetect.io import Volume, read_volume
 from disanatdetect.pipeline import (AnomalyMethod, DetectionConfig, _mask_and_lesions, prepare_scan, to_input_grid,
                                     with_overrides)
 from disanatdetect.preprocess import normalise_intensity
-from disanatdetect.synth.cases import synthetic_case
+from disanatdetect.synth.cases import synthetic_cases
 from disanatdetect.synth.lesions import LESION_TYPES
 
 # File names of each modality in the supported layouts: ours, BraTS 2021 (<case>_t1ce) and BraTS 2023 (<case>-t2f).
@@ -100,10 +100,9 @@ def synthetic_suite(config: SuiteConfig = SuiteConfig()) -> Iterator[Case]:
     index = 0
     for lesion in config.lesions + ("none",) * config.healthy_per_modality:
         index += 1
-        for modality in config.modalities:
-            case = synthetic_case(atlas, config.seed + index, modality, lesion)
-            name = f"{lesion}-{config.seed + index}" if lesion != "none" else f"healthy-{config.seed + index}"
-            yield Case("synthetic", name, modality, case.image, case.lesion_mask, on_working_grid=True)
+        name = f"{lesion}-{config.seed + index}" if lesion != "none" else f"healthy-{config.seed + index}"
+        for case in synthetic_cases(atlas, config.seed + index, config.modalities, lesion):
+            yield Case("synthetic", name, case.modality, case.image, case.lesion_mask, on_working_grid=True)
 
 
 def _case_metrics(anomaly: np.ndarray, mask: np.ndarray, reference: np.ndarray, brain: np.ndarray,

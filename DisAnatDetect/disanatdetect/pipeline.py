@@ -72,6 +72,18 @@ class AtlasSpaceResult:
 
 
 @dataclass
+class Reconstruction:
+    """What DAL makes of a normalised image on the working grid, before any scoring."""
+
+    probabilities: np.ndarray  # encoded tissue probabilities [K, ...]
+    encoded: np.ndarray  # tissue class per voxel
+    restored: np.ndarray  # tissue class per voxel
+    intensities: np.ndarray  # per tissue class: the imaging information
+    pseudo_healthy: np.ndarray
+    disagreement: np.ndarray  # 1 - agreement of encoded and restored anatomy
+
+
+@dataclass
 class DetectionResult:
     """Outputs on the input grid, plus what the report needs."""
 
@@ -148,26 +160,34 @@ def _batches(indices: np.ndarray, size: int):
         yield indices[start:start + size]
 
 
-@torch.inference_mode()
 def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, atlas: Atlas,
                         config: DetectionConfig = DetectionConfig(), device: torch.device = torch.device("cpu"),
                         progress: ProgressCallback | None = None,
                         should_cancel: Callable[[], bool] | None = None) -> AtlasSpaceResult:
-    """Reconstruct and score a normalised image on the working grid (two passes over the slices).
+    """Reconstruct and score a normalised image on the working grid."""
+    reconstruction = reconstruct(model, image, brain, atlas, config, device, progress, should_cancel)
+    return score_reconstruction(image, brain, reconstruction, atlas, config)
+
+
+@torch.inference_mode()
+def reconstruct(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, atlas: Atlas,
+                config: DetectionConfig = DetectionConfig(), device: torch.device = torch.device("cpu"),
+                progress: ProgressCallback | None = None, should_cancel: Callable[[], bool] | None = None,
+                encoded_probabilities: np.ndarray | None = None) -> Reconstruction:
+    """The pseudo-healthy image of a normalised image on the working grid, in two passes over the slices.
 
     Pass 1 encodes the anatomy of every slice; the per-class intensities (imaging information) are then measured
     over the whole brain, which is more robust than per slice. Pass 2 restores and renders.
+    ``encoded_probabilities``, pass 1's result for this image by the same encoder, skips pass 1.
     """
     slices = _slices_with_brain(brain)
     k = atlas.priors.shape[0]
     priors = torch.from_numpy(atlas.priors).to(device)
     image_t = torch.from_numpy(image).to(device)
-    encoded_probabilities = np.zeros((k,) + image.shape, dtype=np.float32)
-    encoded_probabilities[0] = 1.0
     restored = np.zeros(image.shape, dtype=np.uint8)
     disagreement = np.zeros(image.shape, dtype=np.float32)
     pseudo_healthy = np.zeros(image.shape, dtype=np.float32)
-    total = 2 * max(1, len(slices))
+    total = (1 if encoded_probabilities is not None else 2) * max(1, len(slices))
     done = 0
 
     def step(count: int) -> None:
@@ -193,18 +213,20 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
         outside[:, 0] = 1
         return torch.where(inside, tissue, outside)
 
-    for batch in _batches(slices, config.batch_size):
-        logits = model.encode(image_t[batch].unsqueeze(1), slice_priors(batch))
-        probabilities = inside_brain(F.softmax(logits, 1), batch)
-        encoded_probabilities[:, batch] = probabilities.permute(1, 0, 2, 3).cpu().numpy()
-        step(len(batch))
+    if encoded_probabilities is None:
+        encoded_probabilities = np.zeros((k,) + image.shape, dtype=np.float32)
+        encoded_probabilities[0] = 1.0
+        for batch in _batches(slices, config.batch_size):
+            logits = model.encode(image_t[batch].unsqueeze(1), slice_priors(batch))
+            probabilities = inside_brain(F.softmax(logits, 1), batch)
+            encoded_probabilities[:, batch] = probabilities.permute(1, 0, 2, 3).cpu().numpy()
+            step(len(batch))
     encoded = encoded_probabilities.argmax(0).astype(np.uint8)
     labels, values = encoded[brain], image[brain]
     intensities = np.zeros(k, dtype=np.float32)
     for c in range(1, k):
         selected = values[labels == c]
         intensities[c] = np.median(selected) if selected.size else np.median(values)
-    modality = infer_modality(intensities) if config.modality == "auto" else config.modality
     intensities_t = torch.from_numpy(intensities).to(device)
     for batch in _batches(slices, config.batch_size):
         probabilities = torch.from_numpy(encoded_probabilities[:, batch]).permute(1, 0, 2, 3).to(device)
@@ -214,15 +236,24 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
         restored_anatomy = model.one_hot(torch.log(probabilities + 1e-8))
         rendered = model.render(restored_anatomy, intensities_t.expand(len(batch), -1))
         pseudo_healthy[batch] = rendered[:, 0].cpu().numpy()
-        restored[batch] = probabilities.argmax(1).cpu().numpy()
+        restored[batch] = probabilities.max(1).indices.cpu().numpy()  # argmax, faster on CPU
         disagreement[batch] = (1 - (encoded_anatomy * probabilities).sum(1)).cpu().numpy()
         step(len(batch))
     pseudo_healthy = np.where(brain, pseudo_healthy, 0).astype(np.float32)
-    explained = (encoded == CSF) & (restored == CSF) if config.explain_csf else None
-    score = anomaly_score(image, pseudo_healthy, modality, disagreement, config.anatomy_weight, explained)
+    return Reconstruction(encoded_probabilities, encoded, restored, intensities, pseudo_healthy, disagreement)
+
+
+def score_reconstruction(image: np.ndarray, brain: np.ndarray, reconstruction: Reconstruction, atlas: Atlas,
+                         config: DetectionConfig = DetectionConfig()) -> AtlasSpaceResult:
+    """Raw and post-processed anomaly scores of ``image`` against its reconstruction."""
+    r = reconstruction
+    modality = infer_modality(r.intensities) if config.modality == "auto" else config.modality
+    explained = (r.encoded == CSF) & (r.restored == CSF) if config.explain_csf else None
+    score = anomaly_score(image, r.pseudo_healthy, modality, r.disagreement, config.anatomy_weight, explained)
     score = np.where(brain, score, 0)
     anomaly = anomaly_map(score, brain, atlas.config.spacing_mm, config.postprocess)
-    return AtlasSpaceResult(image, brain, pseudo_healthy, modality, score, anomaly, encoded, restored, intensities)
+    return AtlasSpaceResult(image, brain, r.pseudo_healthy, modality, score, anomaly, r.encoded, r.restored,
+                            r.intensities)
 
 
 class AnomalyMethod(Protocol):
@@ -247,6 +278,28 @@ def with_overrides(config: DetectionConfig, method: AnomalyMethod) -> DetectionC
     return replace(config, **getattr(method, "detection_overrides", {}))
 
 
+class _LastImage:
+    """What DAL made of the last image it saw: its encoding per anatomy encoder, its reconstruction per model.
+
+    The harness's ablation variants are copies of one DALMethod that share this object and the network weights,
+    so a scan is encoded once for all of them and reconstructed once for those that differ only in scoring. It
+    keeps the image alive, so identity is a safe key (images are not modified in place after normalisation).
+    """
+
+    def __init__(self) -> None:
+        self.image: np.ndarray | None = None
+        self.brain: np.ndarray | None = None
+        self.encodings: dict = {}  # anatomy encoder -> encoded probabilities
+        self.reconstructions: dict = {}  # (model config, its networks) -> Reconstruction
+
+    def select(self, image: np.ndarray, brain: np.ndarray) -> None:
+        """Start afresh unless ``image`` and ``brain`` are the last ones."""
+        if self.image is not image or self.brain is not brain:
+            self.image, self.brain = image, brain
+            self.encodings.clear()
+            self.reconstructions.clear()
+
+
 class DALMethod:
     """DAL from a model bundle (the shipped one by default)."""
 
@@ -259,11 +312,18 @@ class DALMethod:
         self.bundle.model.to(self.device).eval()
         self.version = self.bundle.version
         self.atlas = load_atlas(AtlasConfig(**_tuples(self.bundle.manifest.get("atlas_config", {}))))
+        self.last_image = _LastImage()
 
     def analyse(self, image, brain, config, progress=None, should_cancel=None) -> AtlasSpaceResult:
         config = replace(config, **self.detection_overrides)
-        return analyse_atlas_space(self.bundle.model, image, brain, self.atlas, config, self.device, progress,
-                                   should_cancel)
+        model, known = self.bundle.model, self.last_image
+        known.select(image, brain)
+        key = (model.config, model.anatomy_encoder, model.restoration, model.decoder)
+        if key not in known.reconstructions:
+            known.reconstructions[key] = reconstruct(model, image, brain, self.atlas, config, self.device, progress,
+                                                     should_cancel, known.encodings.get(model.anatomy_encoder))
+            known.encodings[model.anatomy_encoder] = known.reconstructions[key].probabilities
+        return score_reconstruction(image, brain, known.reconstructions[key], self.atlas, config)
 
     def threshold_for(self, modality: str) -> float:
         return self.bundle.threshold_for(modality)
@@ -271,8 +331,7 @@ class DALMethod:
 
 def _mask_and_lesions(anomaly: Volume, threshold: float,
                       config: PostprocessConfig = PostprocessConfig()) -> tuple[Volume, list[dict]]:
-    voxel_ml = abs(np.linalg.det(anomaly.affine[:3, :3])) / 1000.0
-    mask = lesion_mask(anomaly.array, threshold, voxel_ml, config)
+    mask = lesion_mask(anomaly.array, threshold, anomaly.spacing[::-1], config)
     return anomaly.with_array(mask), lesion_components(mask, anomaly.array, anomaly.affine)
 
 

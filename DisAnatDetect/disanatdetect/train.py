@@ -125,7 +125,7 @@ def _learning_rate(step: int, config: TrainConfig) -> float:
 
 def _dal_step(model, batch, rng, config: TrainConfig, atlas) -> dict[str, torch.Tensor]:
     with torch.no_grad():  # the restoration also learns from the encoder's own (imperfect) anatomy
-        encoded = model.encode(batch["image_a"], batch["priors"]).argmax(1).cpu().numpy().astype(np.uint8)
+        encoded = model.encode(batch["image_a"], batch["priors"]).max(1).indices.cpu().numpy().astype(np.uint8)
     corrupted_encoding = np.stack([corrupt_anatomy(e, rng, atlas.config.spacing_mm, config.batch)
                                    for e in encoded]).astype(np.int64)
     losses = training_losses(model, batch, config, torch.from_numpy(corrupted_encoding).to(batch["labels"].device))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,15 +24,23 @@ class SyntheticCase:
     lesion: str  # "none" for a healthy case
 
 
-def synthetic_case(atlas: Atlas, seed: int | tuple[int, ...], modality: str = "flair",
-                   lesion: str = "tumour") -> SyntheticCase:
-    """A deterministic synthetic case for ``seed``: the same seed gives the same anatomy in every modality."""
+def synthetic_cases(atlas: Atlas, seed: int | tuple[int, ...], modalities: Iterable[str],
+                    lesion: str = "tumour") -> Iterator[SyntheticCase]:
+    """One anatomy (with its lesion) for ``seed``, rendered in each of ``modalities``: exactly what
+    :func:`synthetic_case` gives for each modality, with the anatomy sampled once instead of once per modality."""
     anatomy_rng = np.random.default_rng(seed)
     labels = sample_anatomy(atlas.priors, anatomy_rng)
     mask = np.zeros_like(labels)
     if lesion != "none":
         labels, mask = add_lesion(labels, lesion, anatomy_rng, atlas.config.spacing_mm)
-    contrast_rng = np.random.default_rng([*np.atleast_1d(seed), zlib.crc32(modality.encode())])
-    image = render(labels, sample_contrast(contrast_rng, modality))
     grid = atlas.template
-    return SyntheticCase(grid.with_array(image), grid.with_array(mask), grid.with_array(labels), modality, lesion)
+    for modality in modalities:
+        contrast_rng = np.random.default_rng([*np.atleast_1d(seed), zlib.crc32(modality.encode())])
+        image = render(labels, sample_contrast(contrast_rng, modality))
+        yield SyntheticCase(grid.with_array(image), grid.with_array(mask), grid.with_array(labels), modality, lesion)
+
+
+def synthetic_case(atlas: Atlas, seed: int | tuple[int, ...], modality: str = "flair",
+                   lesion: str = "tumour") -> SyntheticCase:
+    """A deterministic synthetic case for ``seed``: the same seed gives the same anatomy in every modality."""
+    return next(synthetic_cases(atlas, seed, (modality,), lesion))
