@@ -9,11 +9,11 @@ the healthy volumes; the release takes the setting with the best mean Dice.
     python3 Resources/choose_lesion_growth.py
 """
 
-from dataclasses import replace
 from itertools import product
 
 import numpy as np
 
+from disanatdetect.calibration import false_positive_ml, healthy_maps
 from disanatdetect.metrics import dice
 from disanatdetect.pipeline import DALMethod, DetectionConfig
 from disanatdetect.postprocess import PostprocessConfig, lesion_mask
@@ -22,6 +22,7 @@ from disanatdetect.synth.cases import synthetic_cases
 
 MODALITIES = ("t2", "flair", "pd", "t1")
 SETTINGS = list(product((1.0, 0.8, 0.7, 0.6), (None, 1.5, 3.0, 4.5, 6.0)))
+POSTPROCESS = [PostprocessConfig(grow_fraction=fraction, grow_reach_mm=reach) for fraction, reach in SETTINGS]
 
 
 def _masks(method, case):
@@ -32,9 +33,7 @@ def _masks(method, case):
                              config).anomaly
     spacing = case.image.spacing[::-1]
     threshold = method.threshold_for(case.modality)
-    return [lesion_mask(anomaly, threshold, spacing, replace(PostprocessConfig(), grow_fraction=fraction,
-                                                             grow_reach_mm=reach)) > 0
-            for fraction, reach in SETTINGS]
+    return [lesion_mask(anomaly, threshold, spacing, postprocess) > 0 for postprocess in POSTPROCESS]
 
 
 def main() -> None:
@@ -49,10 +48,10 @@ def main() -> None:
                 print(modality, lesion, seed, " ".join(f"{value:.3f}" for value in dices[-1]), flush=True)
                 seed += 1
     for seed in range(30_100, 30_104):
-        for case in synthetic_cases(method.atlas, seed, MODALITIES, "none"):
-            voxel_ml = float(np.prod(case.image.spacing)) / 1000
-            healthy_ml.append([float(mask.sum()) * voxel_ml for mask in _masks(method, case)])
-            print(case.modality, "healthy", seed, " ".join(f"{value:.2f}" for value in healthy_ml[-1]), flush=True)
+        for modality, healthy in healthy_maps(method, MODALITIES, seed).items():
+            threshold = method.threshold_for(modality)
+            healthy_ml.append([false_positive_ml(healthy, threshold, postprocess) for postprocess in POSTPROCESS])
+            print(modality, "healthy", seed, " ".join(f"{value:.2f}" for value in healthy_ml[-1]), flush=True)
     mean_dice, mean_ml = np.mean(dices, 0), np.mean(healthy_ml, 0)
     print("fraction  reach (mm)  mean Dice  healthy FP (mL per volume)")
     for (fraction, reach), value, ml in zip(SETTINGS, mean_dice, mean_ml):
