@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from disanatdetect.models import DAL, DALConfig, build_model, class_intensities, differentiable_one_hot, edge_map
-from disanatdetect.synth.batches import BatchConfig
-from disanatdetect.train import TrainConfig, train
+from disanatdetect.synth.slice_synthesis import SynthesisConfig
+from disanatdetect.train import TrainConfig, ValidationConfig, train
 
 
 def test_one_hot_is_hard_forward_and_passes_gradients():
@@ -63,9 +63,10 @@ def test_pseudo_healthy_shapes():
     assert out["encoded"].shape == out["restored"].shape == (2, 4, 32, 24)
 
 
-def test_training_lowers_the_loss_and_resumes(tmp_path):
+def test_training_lowers_the_loss_and_resumes(tmp_path, label_maps):
     config = TrainConfig(out_dir=str(tmp_path), steps=30, warmup_steps=2, log_every=5, checkpoint_every=15,
-                         learning_rate=4e-3, batch=BatchConfig(batch_size=2),
+                         learning_rate=4e-3, synthesis=SynthesisConfig(batch_size=2), label_maps=str(label_maps),
+                         holdout_subjects=1, validation=ValidationConfig(every=0),
                          model=DALConfig(encoder_channels=4, restoration_channels=4, decoder_channels=4))
     train(TrainConfig(**{**config.__dict__, "steps": 15}), progress=False)
     log = [__import__("json").loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]

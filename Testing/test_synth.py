@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from disanatdetect.synth import (LESION_TYPES, Label, add_lesion, healthy_slice_batch, render, sample_anatomy,
+from disanatdetect.synth import (LESION_TYPES, Label, add_lesion, render, sample_anatomy,
                                  sample_contrast)
 from disanatdetect.synth.cases import synthetic_case, synthetic_cases
 
@@ -90,15 +90,3 @@ def test_enhancing_rim_is_bright_on_t1c_only(atlas):
     assert np.median(t1.image.array[rim]) < np.median(t1.image.array[white])
 
 
-def test_training_batch_is_consistent(atlas):
-    batch = healthy_slice_batch(atlas, np.random.default_rng(0))
-    b = batch["labels"].shape[0]
-    assert batch["image_a"].shape == (b, 1) + atlas.template.shape[1:]
-    assert batch["priors"].shape == (b, 4) + atlas.template.shape[1:]
-    brain = batch["labels"] > 0
-    assert (batch["image_a"][:, 0][~brain] == 0).all()
-    # two contrasts of one anatomy: same support, different intensities
-    assert ((batch["image_b"][:, 0] > 0) <= brain).all()
-    assert np.abs(batch["image_a"] - batch["image_b"]).mean() > 0.01
-    changed = (batch["corrupted"] != batch["labels"]).mean()
-    assert 0 < changed < 0.3

@@ -38,6 +38,11 @@ class CalibrationConfig:
     seed: int = 10_000  # validation anatomies are disjoint from any training seed stream
 
 
+# Stored thresholds are rounded up to this many decimals, so that a stored threshold still keeps every healthy
+# volume within the limits it was fitted to.
+THRESHOLD_DECIMALS = 5
+
+
 @dataclass
 class HealthyMap:
     """The post-processed anomaly map of one healthy volume, on the working grid."""
@@ -109,8 +114,8 @@ def calibrate_thresholds(method: AnomalyMethod,
         voxel_limit = float(np.quantile(pooled, 1 - config.false_positive_rate))
         volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps) \
             if config.max_false_positive_ml is not None else 0.0
-        # rounded up, so that the stored threshold still keeps every healthy volume within the limit
-        thresholds[modality] = math.ceil(max(voxel_limit, volume_limit) * 1e5) / 1e5
+        thresholds[modality] = math.ceil(max(voxel_limit, volume_limit) * 10**THRESHOLD_DECIMALS) \
+            / 10**THRESHOLD_DECIMALS
     thresholds["default"] = max(thresholds.values())
     return thresholds
 

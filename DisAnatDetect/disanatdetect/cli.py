@@ -180,21 +180,47 @@ def command_synth(args: argparse.Namespace) -> int:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from disanatdetect.train import BaselineTrainConfig, TrainConfig, export_bundle, train
+    from disanatdetect.train import (BaselineTrainConfig, TrainConfig, export_bundle, fit_batch_size,
+                                     load_run_config, train)
 
-    settings = dict(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device, threads=args.threads)
-    if args.model == "dal":
-        config = TrainConfig(**settings)
-        if args.no_priors:  # the "without priors" ablation
-            config.model = replace(config.model, use_priors=False)
+    out = Path(args.out)
+    if args.resume:
+        config = load_run_config(out)
+        if args.max_minutes is not None:
+            config.max_minutes = args.max_minutes
     else:
-        config = BaselineTrainConfig(model_name=args.model, **settings)
-    checkpoint = train(config, resume=not args.restart, progress=not args.quiet)
+        if (out / "last.pt").exists() and not args.restart:
+            raise InputError(f"{out} already holds a run; continue it with --resume, or start over with --restart")
+        settings = dict(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device, threads=args.threads,
+                        label_maps=args.label_maps, precision=args.precision, max_minutes=args.max_minutes or 0.0)
+        if args.model == "dal":
+            config = TrainConfig(**settings)
+            if args.no_priors:  # the "without priors" ablation
+                config.model = replace(config.model, use_priors=False)
+        else:
+            config = BaselineTrainConfig(model_name=args.model, **settings)
+        if args.batch_size:
+            config.synthesis = replace(config.synthesis, batch_size=args.batch_size)
+        elif config.device.startswith("cuda"):
+            config.synthesis = replace(config.synthesis, batch_size=fit_batch_size(config))
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    checkpoint = train(config, resume=args.resume, progress=not args.quiet, log=log)
+    if args.no_export or torch_step(checkpoint) < config.steps:
+        if not args.quiet:
+            print(f"checkpoint: {checkpoint} (continue with: disanatdetect train --resume --out {args.out})")
+        return 0
     command = "disanatdetect " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     manifest = export_bundle(checkpoint, config, Path(args.out) / "bundle", args.version, command)
     if not args.quiet:
         print(f"bundle: {manifest}")
     return 0
+
+
+def torch_step(checkpoint: Path) -> int:
+    """The step a training checkpoint was saved at."""
+    import torch
+
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["step"])
 
 
 def command_calibrate(args: argparse.Namespace) -> int:
@@ -361,13 +387,24 @@ def build_parser() -> argparse.ArgumentParser:
     training = commands.add_parser("train", help="train DAL on synthetic healthy data and write a model bundle")
     training.add_argument("--model", default="dal", choices=("dal", "ae", "dae"),
                           help="DAL, or a learned baseline (convolutional / denoising autoencoder)")
-    training.add_argument("--out", default="runs/dal")
+    training.add_argument("--out", default="runs/dal", help="the run's folder: checkpoint, logs, curves, bundle")
+    training.add_argument("--label-maps", default="../shared/data/anatomy/synthseg",
+                          help="folder of SynthSeg-style label maps (NIfTI) the training anatomy comes from")
     training.add_argument("--steps", type=int, default=1000)
     training.add_argument("--seed", type=int, default=0)
-    training.add_argument("--device", default="cpu")
+    training.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    training.add_argument("--precision", default="bf16", choices=("bf16", "fp32"),
+                          help="autocast of the networks' forward passes (losses stay float32)")
+    training.add_argument("--batch-size", type=int, default=0,
+                          help="anatomies per step (default: 8 on CPU, sized to the GPU's memory on CUDA)")
     training.add_argument("--threads", type=int, default=0)
+    training.add_argument("--max-minutes", type=float, default=None,
+                          help="stop after this wall time with a checkpoint; --resume continues")
+    training.add_argument("--resume", action="store_true",
+                          help="continue the run in --out with the settings it was started with")
+    training.add_argument("--restart", action="store_true", help="start over, replacing the run in --out")
+    training.add_argument("--no-export", action="store_true", help="do not calibrate and write a bundle at the end")
     training.add_argument("--version", default="1.0.0", help="version written into the bundle")
-    training.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     training.add_argument("--no-priors", action="store_true",
                           help="DAL without the atlas priors as network inputs (the ablation)")
     training.add_argument("--quiet", action="store_true")

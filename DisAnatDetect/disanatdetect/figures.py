@@ -143,3 +143,38 @@ def precision_recall_curves(path: str | Path, curves: dict) -> Path:
         axis.set_ylim(0, 1.02)
         axis.legend(fontsize=6, loc="upper right")
     return _save(figure, path, 100)
+
+
+def training_curves(run_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Curves of a training run (its ``log.jsonl`` and ``validation.jsonl``): the losses, the held-out encoder
+    tissue Dice per contrast and class, and the healthy false positives; written to ``run_dir/training_curves.png``."""
+    import json
+
+    run_dir = Path(run_dir)
+
+    def records(name: str) -> list[dict]:
+        file = run_dir / name
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()] if file.exists() else []
+
+    losses, validation = records("log.jsonl"), records("validation.jsonl")
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name in (losses[0] if losses else {}):
+        if name not in ("step", "seconds", "cpu_seconds", "images", "lr"):
+            axes[0].plot([r["step"] for r in losses], [r[name] for r in losses], label=name)
+    axes[0].set(xlabel="step", ylabel="loss", yscale="log", title="training losses")
+    class_names = ("CSF", "GM", "WM", "deep GM")
+    for key in sorted(k for k in (validation[0] if validation else {}) if k.startswith("dice_")):
+        for index, name in enumerate(class_names[:len(validation[0][key])]):
+            axes[1].plot([r["step"] for r in validation], [r[key][index] for r in validation], marker=".",
+                         label=f"{key[5:]} {name}")
+    axes[1].axhline(0.8, color="grey", linestyle=":", linewidth=1)
+    axes[1].set(xlabel="step", ylabel="Dice", ylim=(0, 1), title="encoder tissue Dice, held-out subjects")
+    for key in sorted(k for k in (validation[0] if validation else {}) if k.startswith("healthy_fp_ml_")):
+        axes[2].plot([r["step"] for r in validation], [r[key] for r in validation], marker="o", label=key[14:])
+    axes[2].set(xlabel="step", ylabel="false lesion volume (mL)",
+                title="healthy synthetic volume, threshold from another")
+    for axis in axes:
+        if axis.lines:
+            axis.legend(fontsize=6, ncol=2)
+    return _save(figure, path or run_dir / "training_curves.png")

@@ -7,9 +7,23 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class GroupNorm(nn.GroupNorm):
+    """Group norm that keeps a channels-last tensor's layout but normalises a contiguous copy on the CPU.
+
+    torch's CPU group norm is about ten times slower on channels-last tensors (forward and backward of a
+    16 x 12 x 128 x 112 bfloat16 batch: 22 ms, against 1.8 ms contiguous), while the convolutions around it are
+    twice as fast channels-last; the two copies cost far less than either loss.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.is_contiguous():
+            return super().forward(x)
+        return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+
+
 def _norm(channels: int) -> nn.GroupNorm:
     # Group norm: independent of batch size, and normalises away much of a slice's global contrast.
-    return nn.GroupNorm(min(8, channels // 4) or 1, channels)
+    return GroupNorm(min(8, channels // 4) or 1, channels)
 
 
 class ConvBlock(nn.Module):
