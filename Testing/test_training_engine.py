@@ -125,12 +125,10 @@ def _config(out, label_maps, steps):
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, label_maps):
     whole = _config(tmp_path / "whole", label_maps, 4)
     train(whole, progress=False)
-    # the interrupted run: stopped after 2 steps, then continued from its folder alone
-    first = _config(tmp_path / "pieces", label_maps, 4)
-    first.checkpoint_every = 2
-    first_half = TrainConfig(**{**first.__dict__, "steps": 4})
-    first_half.max_minutes = 1e-9  # stops after its first step, with a checkpoint
-    train(first_half, progress=False)
+    # the interrupted run: stopped by its time limit after its first step, then continued from its folder alone
+    interrupted = _config(tmp_path / "pieces", label_maps, 4)
+    interrupted.max_minutes = 1e-9
+    train(interrupted, progress=False)
     stopped = torch.load(tmp_path / "pieces" / "last.pt", weights_only=True)["step"]
     assert 0 < stopped < 4
     resumed = load_run_config(tmp_path / "pieces")
@@ -143,7 +141,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, l
         assert torch.equal(a["model"][name], b["model"][name]), name
 
 
-def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path, label_maps, repository=None):
+def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path, label_maps):
     from conftest import REPOSITORY
 
     spec = importlib.util.spec_from_file_location("gpu_training_run", REPOSITORY / "Resources" / "gpu_training_run.py")
@@ -158,3 +156,14 @@ def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path, label_maps, repository=None
     assert result["steps"] == 3 and result["images_per_second"] > 0 and result["steps_in_8_minutes"] > 0
     validation = json.loads((out / "validation.jsonl").read_text().splitlines()[-1])
     assert len(validation["dice_t1"]) == 3
+
+
+def test_train_command_refuses_bad_folders_in_one_line(tmp_path, capsys):
+    from disanatdetect.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--label-maps", str(tmp_path)]) == 2
+    assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2
+    assert "no label maps" in errors[0] and "--label-maps" in errors[0]
+    assert "no run to resume" in errors[1]

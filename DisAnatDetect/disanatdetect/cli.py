@@ -181,11 +181,14 @@ def command_synth(args: argparse.Namespace) -> int:
 
 def command_train(args: argparse.Namespace) -> int:
     from disanatdetect.train import (BaselineTrainConfig, TrainConfig, export_bundle, fit_batch_size,
-                                     load_run_config, train)
+                                     load_run_config, split_subjects, train)
 
     out = Path(args.out)
     if args.resume:
-        config = load_run_config(out)
+        try:
+            config = load_run_config(out)
+        except FileNotFoundError as error:
+            raise InputError(f"{error}; start a run with 'disanatdetect train --out {out}'") from None
         if args.max_minutes is not None:
             config.max_minutes = args.max_minutes
     else:
@@ -203,6 +206,10 @@ def command_train(args: argparse.Namespace) -> int:
             config.synthesis = replace(config.synthesis, batch_size=args.batch_size)
         elif config.device.startswith("cuda"):
             config.synthesis = replace(config.synthesis, batch_size=fit_batch_size(config))
+    try:
+        split_subjects(config.label_maps, config.holdout_subjects)
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"{error}; give a folder of label maps with --label-maps") from None
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
     checkpoint = train(config, resume=args.resume, progress=not args.quiet, log=log)
     if args.no_export or torch_step(checkpoint) < config.steps:

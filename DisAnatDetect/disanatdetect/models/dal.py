@@ -52,16 +52,16 @@ def class_intensities(image: torch.Tensor, anatomy: torch.Tensor) -> torch.Tenso
     A median, not a mean, so that a lesion occupying part of a class barely moves it. Classes absent from a
     sample get the mean of the present classes' medians.
     """
-    labels = anatomy.max(1).indices  # argmax along dim 1, faster on CPU
-    values = torch.zeros(anatomy.shape[:2], device=image.device)
+    labels = anatomy.max(1).indices.flatten(1)  # argmax along dim 1, faster on CPU
+    pixels = image[:, 0].flatten(1)
+    values = torch.zeros(anatomy.shape[:2], device=image.device, dtype=image.dtype)
     present = torch.zeros(anatomy.shape[:2], dtype=torch.bool, device=image.device)
-    for b in range(anatomy.shape[0]):
-        for k in range(1, anatomy.shape[1]):
-            selected = image[b, 0][labels[b] == k]
-            if selected.numel() > 0:
-                values[b, k] = selected.median()
-                present[b, k] = True
-    fallback = (values * present).sum(1, keepdim=True) / present.sum(1, keepdim=True).clamp(min=1)
+    for k in range(1, anatomy.shape[1]):  # one call per class for the whole batch: no per-sample loop or sync
+        inside = labels == k
+        values[:, k] = torch.nanmedian(torch.where(inside, pixels, torch.nan), dim=1).values
+        present[:, k] = inside.any(1)
+    values = torch.where(present, values, 0.0)
+    fallback = values.sum(1, keepdim=True) / present.sum(1, keepdim=True).clamp(min=1)
     values = torch.where(present, values, fallback)
     values[:, 0] = 0.0  # background is zero after skull stripping
     return values

@@ -24,10 +24,10 @@ from torch.nn import functional as F
 from disanatdetect.atlas import Atlas
 from disanatdetect.preprocess import NormalisationConfig
 from disanatdetect.synth.label_bank import LabelBank
-from disanatdetect.synth.structures import (HEAD, MODALITY_PRESETS, N_STRUCTURES, preset_means,
+from disanatdetect.synth.structures import (HEAD, MODALITY_PRESETS, N_STRUCTURES, Structure, preset_means,
                                             tissue_class_table)
 from disanatdetect.synth.training_lesions import (TrainingLesionConfig, draw_lesions, lesion_distances,
-                                                  mass_effect, paint_lesions)
+                                                  mass_effect, paint_lesions, uniform)
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,16 @@ class SynthesisConfig:
     fine: int = 2  # sub-voxels per in-plane axis
     sub_planes: int = 3  # sub-planes through the slice
     min_brain_fraction: float = 0.08  # of the slice's voxels: slices with less brain are not drawn
-    # deformation (subject space; the affine also models the residual of a scan's registration)
-    max_rotation_deg: float = 10.0
-    max_scale: float = 0.12  # per axis; head size
-    max_translation_mm: float = 4.0
-    elastic_mm: float = 3.0
+    # deformation in subject space. The bank and every scan are registered affinely to the atlas, so the affine
+    # only models what registration leaves (and keeps the atlas priors informative); the elastic field and the
+    # atrophy model the anatomy's own variation.
+    max_rotation_deg: float = 5.0
+    max_scale: float = 0.06  # per axis
+    max_translation_mm: float = 3.0
+    elastic_mm: float = 4.0
     elastic_control_points: tuple[int, int, int] = (5, 6, 6)
+    atrophy_fraction: float = 0.3  # images whose CSF spaces widen into the tissue around them
+    atrophy_subvoxels: tuple[int, int] = (1, 2)  # by this many sub-voxels (in plane)
     # contrast
     preset_fraction: float = 0.5
     preset_jitter: float = 0.06
@@ -58,7 +62,7 @@ class SynthesisConfig:
     slice_thickness_mm: tuple[float, float] = (2.0, 6.0)
     in_plane_loss_fraction: float = 0.15
     in_plane_factor: tuple[float, float] = (1.5, 3.0)
-    head_fraction: float = 0.3  # images that keep a band of the head around the brain
+    head_fraction: float = 0.2  # images that keep a band of the head around the brain
     head_band_vox: tuple[int, int] = (1, 12)
     lesions: TrainingLesionConfig = field(default_factory=TrainingLesionConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
@@ -70,11 +74,6 @@ def batch_generator(seed: int, step: int, device: torch.device) -> torch.Generat
     generator = torch.Generator(device=device)
     generator.manual_seed(int(state) & (2**63 - 1))
     return generator
-
-
-def _uniform(shape, bounds, generator, device) -> torch.Tensor:
-    low, high = bounds
-    return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
 
 def _smooth_field_2d(batch: int, size: tuple[int, int], control_points: int, generator, device) -> torch.Tensor:
@@ -142,14 +141,14 @@ class SliceSynthesiser:
     def _deform(self, points: torch.Tensor, generator) -> torch.Tensor:
         """Subject-space positions of ``points``: a random affine about the centre plus a smooth elastic field."""
         c, batch, device = self.config, points.shape[0], self.device
-        angles = torch.deg2rad(_uniform((batch, 3), (-c.max_rotation_deg, c.max_rotation_deg), generator, device))
-        matrix = torch.diag_embed(1 + _uniform((batch, 3), (-c.max_scale, c.max_scale), generator, device))
+        angles = torch.deg2rad(uniform((batch, 3), (-c.max_rotation_deg, c.max_rotation_deg), generator, device))
+        matrix = torch.diag_embed(1 + uniform((batch, 3), (-c.max_scale, c.max_scale), generator, device))
         for index, (a, b) in enumerate(((0, 1), (0, 2), (1, 2))):
             rotation = torch.eye(3, device=device).repeat(batch, 1, 1)
             cos, sin = torch.cos(angles[:, index]), torch.sin(angles[:, index])
             rotation[:, a, a], rotation[:, b, b], rotation[:, a, b], rotation[:, b, a] = cos, cos, -sin, sin
             matrix = rotation @ matrix
-        shift = _uniform((batch, 3), (-c.max_translation_mm, c.max_translation_mm), generator, device)
+        shift = uniform((batch, 3), (-c.max_translation_mm, c.max_translation_mm), generator, device)
         flat = points.reshape(batch, -1, 3)
         moved = flat @ matrix.transpose(1, 2) + shift[:, None]
         control = torch.randn((batch, 3, *c.elastic_control_points), generator=generator, device=device)
@@ -178,11 +177,11 @@ class SliceSynthesiser:
     def _means(self, batch: int, generator, modality: str | None) -> torch.Tensor:
         """Intensity per structure ``[B, N_STRUCTURES]``: a jittered preset or (SynthSeg-style) random."""
         c, device = self.config, self.device
-        random_means = _uniform((batch, N_STRUCTURES), (0.05, 1.0), generator, device)
+        random_means = uniform((batch, N_STRUCTURES), (0.05, 1.0), generator, device)
         choice = torch.randint(0, len(MODALITY_PRESETS), (batch,), generator=generator, device=device)
         if modality is not None:
             choice = torch.full_like(choice, MODALITY_PRESETS.index(modality))
-        jitter = _uniform((batch, N_STRUCTURES), (-c.preset_jitter, c.preset_jitter), generator, device)
+        jitter = uniform((batch, N_STRUCTURES), (-c.preset_jitter, c.preset_jitter), generator, device)
         presets = (self.presets[choice] + jitter).clamp(0.02, 1.1)
         use_preset = torch.rand(batch, generator=generator, device=device) < c.preset_fraction
         if modality is not None:
@@ -195,16 +194,16 @@ class SliceSynthesiser:
         c, device = self.config, self.device
         size = self.atlas_shape[1:]
         return {
-            "texture": 1 + _uniform((batch, 1, 1, 1), c.texture_std, generator, device)
+            "texture": 1 + uniform((batch, 1, 1, 1), c.texture_std, generator, device)
             * _smooth_field_2d(batch, size, c.texture_control_points, generator, device),
-            "blur": _uniform((batch,), c.blur_sigma_vox, generator, device),
-            "bias": torch.exp(_uniform((batch, 1, 1, 1), c.bias_strength, generator, device)
+            "blur": uniform((batch,), c.blur_sigma_vox, generator, device),
+            "bias": torch.exp(uniform((batch, 1, 1, 1), c.bias_strength, generator, device)
                               * _smooth_field_2d(batch, size, c.bias_control_points, generator, device)),
-            "gamma": _uniform((batch, 1, 1, 1), c.gamma, generator, device),
+            "gamma": uniform((batch, 1, 1, 1), c.gamma, generator, device),
             "in_plane_loss": torch.rand(batch, generator=generator, device=device) < c.in_plane_loss_fraction,
             "in_plane_axis": torch.randint(2, 4, (batch,), generator=generator, device=device),
-            "in_plane_factor": _uniform((batch,), c.in_plane_factor, generator, device),
-            "noise": _uniform((batch, 1, 1, 1), c.noise_std, generator, device)
+            "in_plane_factor": uniform((batch,), c.in_plane_factor, generator, device),
+            "noise": uniform((batch, 1, 1, 1), c.noise_std, generator, device)
             * torch.randn((2, batch, 1, *size), generator=generator, device=device),
         }
 
@@ -279,10 +278,13 @@ class SliceSynthesiser:
             subjects = torch.randint(0, self.n_subjects, (batch,), generator=generator, device=device)
         slice_index = self.slices[torch.randint(0, len(self.slices), (batch,), generator=generator, device=device)]
         thick = torch.rand(batch, generator=generator, device=device) < c.thick_slice_fraction
-        thickness = torch.where(thick, _uniform((batch,), c.slice_thickness_mm, generator, device),
+        thickness = torch.where(thick, uniform((batch,), c.slice_thickness_mm, generator, device),
                                 torch.full((batch,), self.atlas_spacing, device=device))
         points = self._deform(self._points(slice_index, thickness), generator)
-        healthy = self._lookup(subjects, points)
+        atrophy = torch.randint(c.atrophy_subvoxels[0], c.atrophy_subvoxels[1] + 1, (batch,), generator=generator,
+                                device=device)
+        atrophy = atrophy * (torch.rand(batch, generator=generator, device=device) < c.atrophy_fraction)
+        healthy = self._atrophied(self._lookup(subjects, points), atrophy)
 
         labels = self._tissue(healthy)
         centres = self._voxel_centres(points)
@@ -291,7 +293,7 @@ class SliceSynthesiser:
         displaced = healthy.clone()
         moved, moved_points = mass_effect(points, draw)
         if moved.numel():
-            displaced[moved] = self._lookup(subjects[moved], moved_points)
+            displaced[moved] = self._atrophied(self._lookup(subjects[moved], moved_points), atrophy[moved])
         distance = F.interpolate(lesion_distances(centres, draw, c.lesions), scale_factor=c.fine, mode="bilinear",
                                  align_corners=False)  # smooth: computed at voxel centres, interpolated
         lesioned = paint_lesions(displaced, self.tissue_table[displaced], distance, draw)
@@ -316,6 +318,21 @@ class SliceSynthesiser:
             "lesion_kind": draw.kind,
             "priors": self.priors[:, slice_index].transpose(0, 1).contiguous(),
         }
+
+    @staticmethod
+    def _atrophied(structures: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+        """Sub-voxel ``structures`` ``[B, P, Hf, Wf]`` whose CSF has grown by ``width`` ``[B]`` sub-voxels into the
+        cortex and white matter next to it: wider sulci and ventricles, as in ageing and atrophy."""
+        out = structures
+        for grow in torch.unique(width).tolist():
+            if grow == 0:
+                continue
+            csf = (structures == Structure.CSF).flatten(0, 1)[:, None].float()
+            grown = (F.max_pool2d(csf, 2 * grow + 1, stride=1, padding=grow) > 0).reshape(structures.shape)
+            tissue = (structures == Structure.CORTEX) | (structures == Structure.WHITE_MATTER)
+            chosen = (width == grow).reshape(-1, 1, 1, 1)
+            out = torch.where(chosen & grown & tissue, int(Structure.CSF), out)
+        return out
 
     def _voxel_centres(self, points: torch.Tensor) -> torch.Tensor:
         """Subject-space centre of each working voxel of each sub-plane ``[B, P, H, W, 3]``."""

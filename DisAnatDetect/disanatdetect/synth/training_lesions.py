@@ -41,7 +41,8 @@ class TrainingLesionConfig:
     centre_depth_fraction: float = 0.5  # the slice cuts a lesion up to this fraction of its radius off centre
 
 
-def _uniform(shape, bounds, generator, device) -> torch.Tensor:
+def uniform(shape, bounds: tuple[float, float], generator: torch.Generator, device) -> torch.Tensor:
+    """Uniform random numbers in ``bounds`` from ``generator`` (the one generator of a batch)."""
     low, high = bounds
     return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
@@ -101,9 +102,9 @@ def draw_lesions(points: torch.Tensor, tissue: torch.Tensor, generator: torch.Ge
     has_white = (flat_tissue == _WHITE).any(1)
     kind = torch.where(has_white, kind, torch.zeros_like(kind))  # no white matter on the slice: no lesion
 
-    tumour_r = _uniform((batch, 1), config.tumour_radius_mm, generator, device)
-    ms_r = _uniform((batch, n), config.ms_radius_mm, generator, device)
-    stroke_r = _uniform((batch, 1), config.stroke_radius_mm, generator, device)
+    tumour_r = uniform((batch, 1), config.tumour_radius_mm, generator, device)
+    ms_r = uniform((batch, n), config.ms_radius_mm, generator, device)
+    stroke_r = uniform((batch, 1), config.stroke_radius_mm, generator, device)
     ms_count = torch.randint(config.ms_count[0], config.ms_count[1] + 1, (batch, 1), generator=generator,
                              device=device)
     ms_r = torch.where(torch.arange(n, device=device)[None] < ms_count, ms_r, torch.zeros_like(ms_r))
@@ -114,15 +115,15 @@ def draw_lesions(points: torch.Tensor, tissue: torch.Tensor, generator: torch.Ge
     centres = torch.where(is_ms[..., None], white, torch.where(is_stroke[..., None], brain, white[:, :1])
                           .expand(-1, n, -1))
     # move each centre off the slice plane, so that slices cut lesions anywhere between edge and middle
-    depth = _uniform((batch, n), (-config.centre_depth_fraction, config.centre_depth_fraction), generator, device)
+    depth = uniform((batch, n), (-config.centre_depth_fraction, config.centre_depth_fraction), generator, device)
     centres = centres + torch.stack([depth * radii, torch.zeros_like(depth), torch.zeros_like(depth)], -1)
-    core = _uniform((batch,), config.core_fraction, generator, device)
+    core = uniform((batch,), config.core_fraction, generator, device)
     return LesionDraw(
         kind=kind, centres=centres, radii=radii,
         roughness=torch.randn((batch, 1, 4, 4, 4), generator=generator, device=device),
         core_fraction=core,
-        necrosis_fraction=_uniform((batch,), config.necrosis_fraction, generator, device),
-        mass_effect_mm=_uniform((batch,), config.mass_effect, generator, device) * core * tumour_r[:, 0]
+        necrosis_fraction=uniform((batch,), config.necrosis_fraction, generator, device),
+        mass_effect_mm=uniform((batch,), config.mass_effect, generator, device) * core * tumour_r[:, 0]
         * (kind == LESION_KINDS.index("tumour")),
     )
 
