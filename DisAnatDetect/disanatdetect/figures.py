@@ -163,11 +163,12 @@ def training_curves(run_dir: str | Path, path: str | Path | None = None) -> Path
         if name not in ("step", "seconds", "cpu_seconds", "images", "lr"):
             axes[0].plot([r["step"] for r in losses], [r[name] for r in losses], label=name)
     axes[0].set(xlabel="step", ylabel="loss", yscale="log", title="training losses")
-    class_names = ("CSF", "GM", "WM", "deep GM")
-    for key in sorted(k for k in (validation[0] if validation else {}) if k.startswith("dice_")):
-        for index, name in enumerate(class_names[:len(validation[0][key])]):
+    class_styles = (("CSF", ":"), ("GM", "--"), ("WM", "-"), ("deep GM", "-."))  # a colour per contrast
+    dice_keys = sorted(k for k in (validation[0] if validation else {}) if k.startswith("dice_"))
+    for colour, key in enumerate(dice_keys):
+        for index, (name, style) in enumerate(class_styles[:len(validation[0][key])]):
             axes[1].plot([r["step"] for r in validation], [r[key][index] for r in validation], marker=".",
-                         label=f"{key[5:]} {name}")
+                         color=f"C{colour}", linestyle=style, label=f"{key[5:]} {name}")
     axes[1].axhline(0.8, color="grey", linestyle=":", linewidth=1)
     axes[1].set(xlabel="step", ylabel="Dice", ylim=(0, 1), title="encoder tissue Dice, held-out subjects")
     for key in sorted(k for k in (validation[0] if validation else {}) if k.startswith("healthy_fp_ml_")):
