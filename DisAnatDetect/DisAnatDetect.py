@@ -1,7 +1,7 @@
 """DisAnatDetect: unsupervised detection of brain lesions in MRI of any contrast, as a 3D Slicer module.
 
 This file is the GUI only: the module description, the widget (wiring of ``Resources/UI/DisAnatDetect.ui`` to a
-parameter node, a worker thread polled by a timer, progress and cancel) and the self-test. Everything that touches
+parameter node, a detection child process polled by a timer, progress and cancel) and the self-test. Everything that touches
 the scene lives in ``DisAnatDetectLib`` (no Qt), the method in the ``disanatdetect`` package (no Slicer).
 """
 
@@ -31,11 +31,14 @@ README_URL = "https://github.com/disanatdetect/SlicerDisAnatDetect#readme"
 CITATION = ("Yang et al., Unsupervised Anomaly Detection in Brain MRI via Disentangled Anatomy Learning, "
             "Medical Image Analysis 109 (2026) 103922")
 
-# How often the widget looks at a running detection; often enough for a smooth progress bar, rare enough to cost
-# nothing.
+# How often the widget looks at the running detection's child process (reads its progress lines); often enough for a
+# smooth progress bar, rare enough to cost nothing.
 POLL_INTERVAL_MS = 200
 # A dragged threshold slider sends many values; re-threshold once it rests this long.
 RETHRESHOLD_DELAY_MS = 150
+
+# Packages of this module besides this file; a developer reload re-imports them.
+RELOADED_PACKAGES = ("DisAnatDetectLib", "disanatdetect")
 
 STAGE_LABELS = {
     "preparing": _("Preparing"),
@@ -73,6 +76,28 @@ implementation). If you use DisAnatDetect in your work, please cite: {citation}.
 The brain atlas priors are derived from the MNI ICBM152 2009a template,
 (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal Neurological Institute, McGill University.
 """).format(citation=CITATION)
+        # Sample Data's module may not be loaded yet: register the sample scan once Slicer has started.
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Offer the walkthrough's skull-stripped FLAIR with a glioma in the Sample Data module (checked by SHA-256)."""
+    import os
+
+    import SampleData
+
+    from DisAnatDetectLib import sampledata
+
+    resources = os.path.join(os.path.dirname(__file__), "Resources")
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category=sampledata.SAMPLE_CATEGORY,
+        sampleName=sampledata.SAMPLE_NAME,
+        thumbnailFileName=os.path.join(resources, sampledata.SAMPLE_THUMBNAIL),
+        uris=sampledata.SAMPLE_URL,
+        fileNames=sampledata.SAMPLE_FILE_NAME,
+        checksums=sampledata.SAMPLE_CHECKSUM,
+        nodeNames=sampledata.SAMPLE_NODE_NAME,
+    )
 
 
 #
@@ -162,6 +187,18 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                 self.ui.statisticsTableView.setMRMLTableNode)
 
         self.initializeParameterNode()
+
+    def onReload(self) -> None:
+        """Developer reload: the adapter (``DisAnatDetectLib``) and the core (``disanatdetect``) packages are
+        reloaded too, so that edits to any of them take effect without restarting Slicer. Their modules are dropped
+        from ``sys.modules``; reloading this file imports them afresh, each after what it imports."""
+        import sys
+
+        self._stopRun()
+        for name in list(sys.modules):
+            if name.split(".")[0] in RELOADED_PACKAGES:
+                del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
@@ -253,33 +290,45 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- dependencies -------------------------------------------------------------------------------------------------
 
     def ensureDependencies(self) -> bool:
-        """PyTorch through the PyTorch extension, the rest with pip, each after asking; True when all are present."""
-        if not dependencies.torchInstalled():
+        """PyTorch through the PyTorch extension, the rest with pip, after naming every package and asking once;
+        True when all are present. Never installs while Slicer runs its tests."""
+        missing = dependencies.missingPackagesDescription()
+        if not missing:
+            return True
+        if slicer.app.testingEnabled():
+            logging.warning(f"DisAnatDetect: not installing {', '.join(missing)} while testing.")
+            return False
+        question = _("DisAnatDetect needs these Python packages, which are not installed yet:\n\n{packages}\n\n"
+                     "Install them now (this needs the internet once)?").format(
+            packages="\n".join(f"  {package}" for package in missing))
+        if not slicer.util.confirmOkCancelDisplay(question, _("Install Python packages")):
+            return False
+        with slicer.util.tryWithErrorDisplay(_("Failed to install the Python packages DisAnatDetect needs."),
+                                             waitCursor=True):
+            self._installDependencies()
+        still = dependencies.missingPackagesDescription()
+        if still:
+            slicer.util.errorDisplay(_("DisAnatDetect still lacks: {packages}.").format(packages=", ".join(still)))
+        return not still
+
+    @staticmethod
+    def _installDependencies() -> None:
+        """Install what :func:`dependencies.missingPackagesDescription` named; the user has agreed to all of it."""
+        if not dependencies.torchMeetsRequirement():
             try:
                 import PyTorchUtils
             except ModuleNotFoundError:
-                slicer.util.errorDisplay(_("DisAnatDetect needs the PyTorch extension. Install \"PyTorch\" from the "
-                                           "Extensions Manager, restart Slicer and try again."))
-                return False
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled():
-                # PyTorchUtils asks first, then installs the build that fits this computer's GPU (or the CPU one).
-                torch = torchLogic.installTorch(askConfirmation=True,
-                                                torchVersionRequirement=dependencies.TORCH_REQUIREMENT)
-                if torch is None:
-                    slicer.util.errorDisplay(_("PyTorch is needed to run the detection; it was not installed."))
-                    return False
+                raise RuntimeError(_("DisAnatDetect needs the PyTorch extension. Install \"PyTorch\" from the "
+                                     "Extensions Manager, restart Slicer and try again.")) from None
+            # PyTorchUtils installs (or upgrades to) the build that fits this computer's GPU, or the CPU one.
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=dependencies.TORCH_REQUIREMENT)
+            if torch is None:
+                raise RuntimeError(_("PyTorch {requirement} could not be installed.").format(
+                    requirement=dependencies.TORCH_REQUIREMENT))
         missing = dependencies.missingPipRequirements()
-        if not missing:
-            return True
-        question = _("DisAnatDetect needs these Python packages, which are not installed yet:\n\n{packages}\n\n"
-                     "Install them now from the Python Package Index (this needs the internet once)?").format(
-            packages="\n".join(f"  {requirement}" for requirement in missing))
-        if not slicer.util.confirmOkCancelDisplay(question, _("Install Python packages")):
-            return False
-        with slicer.util.tryWithErrorDisplay(_("Failed to install Python packages."), waitCursor=True):
+        if missing:
             slicer.util.pip_install(missing)
-        return not dependencies.missingPipRequirements()
 
     def onCheckDependenciesButton(self) -> None:
         if self.ensureDependencies():
@@ -288,7 +337,7 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- running ------------------------------------------------------------------------------------------------------
 
     def onApplyButton(self) -> None:
-        """Start a detection in a worker thread; the poll timer shows its progress and applies the result."""
+        """Start a detection in a child process; the poll timer shows its progress and applies the result."""
         parameterNode = self._parameterNode
         if self._task is not None or parameterNode is None or not parameterNode.inputVolume:
             return
@@ -309,6 +358,7 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._pollTimer.start()
 
     def onCancelButton(self) -> None:
+        """End the child process (and its children) at once; the next poll reports the cancellation."""
         if self._task is not None:
             self._task.cancel()
             self.ui.cancelButton.enabled = False
@@ -325,6 +375,7 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if task is None:
             self._pollTimer.stop()
             return
+        task.poll()  # reads the child's new progress lines; once it has ended, its output files
         if not task.cancelRequested:
             self.ui.progressBar.value = task.percent
             self.ui.progressBar.setFormat(f"{STAGE_LABELS.get(task.stage, task.stage)}: %p%")
@@ -339,16 +390,15 @@ class DisAnatDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._finishRun(task)
 
     def _finishRun(self, task) -> None:
-        """Main thread: put the result into the scene, or report why there is none."""
-        from disanatdetect.pipeline import Cancelled
-
+        """Put the finished child's result into the scene, or report why there is none (one sentence, the child's
+        stderr under "Show details")."""
         try:
             outputs = self.logic.finishDetection(task, **self._taskOutputNodes)
-        except Cancelled:
+        except DisAnatDetectLib.DetectionCancelled:
             self.ui.statusLabel.text = _("Cancelled; the scene was left as it was.")
             return
         except Exception as error:  # noqa: BLE001 - every failure is shown to the user with its details
-            details = task.errorDetails or traceback.format_exc()
+            details = getattr(error, "details", "") or task.errorDetails or traceback.format_exc()
             logging.error(details)
             self.ui.statusLabel.text = _("Failed: {error}").format(error=error)
             slicer.util.errorDisplay(_("The detection failed: {error}").format(error=error), detailedText=details)
@@ -405,9 +455,10 @@ class DisAnatDetectLogic(DisAnatDetectLib.DisAnatDetectLogic, ScriptedLoadableMo
         outputs = DisAnatDetect.DisAnatDetectLogic().process(volumeNode, modality="FLAIR")
     """
 
-    def __init__(self, detector=None) -> None:
+    def __init__(self, **options) -> None:
+        """``options``: ``modelPath``, ``python``, ``temporaryRoot`` as for ``DisAnatDetectLib.DisAnatDetectLogic``."""
         ScriptedLoadableModuleLogic.__init__(self)
-        DisAnatDetectLib.DisAnatDetectLogic.__init__(self, detector)
+        DisAnatDetectLib.DisAnatDetectLogic.__init__(self, **options)
 
     def getParameterNode(self) -> DisAnatDetectParameterNode:
         return DisAnatDetectParameterNode(super().getParameterNode())
@@ -428,11 +479,17 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
     # threshold label-free, so the bounds are loose).
     MIN_DICE = 0.3
     VOLUME_RATIO_RANGE = (0.25, 4.0)
+    # The longest a detection may take here before the test stops it and fails (a CPU-only build machine is slow).
+    RUN_TIMEOUT_SECONDS = 900.0
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        # Extension build machines have no PyTorch (and the self-test must never install it): skip with the reason.
+        reason = dependencies.detectionUnavailableReason()
+        if reason:
+            self.skipTest(reason)
         self.setUp()
         self.test_SyntheticCase()
         self.setUp()
@@ -472,7 +529,7 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
         inputVolume, case = self._syntheticCase()
         before = slicer.util.arrayFromVolume(inputVolume).copy()
         logic = DisAnatDetectLogic()
-        outputs = logic.process(inputVolume, modality="FLAIR", device="auto")
+        outputs = logic.process(inputVolume, modality="FLAIR", device="auto", timeout=self.RUN_TIMEOUT_SECONDS)
         self._assertOutputs(inputVolume, outputs)
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(inputVolume), before)
 
@@ -486,7 +543,7 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
 
         # Re-running reuses the nodes; a stricter threshold shrinks the lesion without a model call.
         nodeIDs = [node.GetID() for node in outputs.nodes()]
-        again = logic.process(inputVolume, modality="FLAIR")
+        again = logic.process(inputVolume, modality="FLAIR", timeout=self.RUN_TIMEOUT_SECONDS)
         self.assertEqual([node.GetID() for node in again.nodes()], nodeIDs)
         stricter = logic.setThreshold(inputVolume, again.result.threshold * 1.5)
         self.assertLessEqual(stricter.lesion_volume_ml, again.result.lesion_volume_ml)
@@ -503,9 +560,13 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
         self.assertTrue(widget.ui.applyButton.enabled)
         widget.onApplyButton()
         self.assertFalse(widget.ui.applyButton.enabled)
-        while widget._task is not None:
-            slicer.app.processEvents()  # the poll timer finishes the run on this thread
+        deadline = time.monotonic() + self.RUN_TIMEOUT_SECONDS
+        while widget._task is not None and time.monotonic() < deadline:
+            slicer.app.processEvents()  # the poll timer reads the child's progress and finishes the run
             time.sleep(POLL_INTERVAL_MS / 1000.0)
+        if widget._task is not None:
+            widget.onCancelButton()
+            self.fail(f"the detection did not finish within {self.RUN_TIMEOUT_SECONDS:.0f} s")
         self.assertIsNotNone(parameterNode.lesionSegmentation)
         self.assertIsNotNone(parameterNode.statisticsTable)
         self.assertIsNotNone(parameterNode.lesionSegmentation.GetSegmentation().GetSegment("Lesion"))
@@ -519,7 +580,7 @@ class DisAnatDetectTest(ScriptedLoadableModuleTest):
         self.delayDisplay("MRBrainTumor1 sample (downloaded on first use)")
         inputVolume = SampleData.downloadSample("MRBrainTumor1")
         before = slicer.util.arrayFromVolume(inputVolume).copy()
-        outputs = DisAnatDetectLogic().process(inputVolume, modality="T1c")
+        outputs = DisAnatDetectLogic().process(inputVolume, modality="T1c", timeout=self.RUN_TIMEOUT_SECONDS)
         self._assertOutputs(inputVolume, outputs)
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(inputVolume), before)
         # Between nothing and the whole head: only sanity is asserted on this sample (no reference mask).

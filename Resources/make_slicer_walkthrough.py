@@ -95,14 +95,11 @@ def draw(args) -> Path:
     import slicer
 
     slicerScene()
-    from disanatdetect.bundle import load_bundle
-    from disanatdetect.pipeline import Detector
     from DisAnatDetectLib import DisAnatDetectLogic, nodes
 
-    detector = Detector(load_bundle(args.model) if args.model else None, device=args.device)
     # Named as a user would see it in the Data module: case folder and file name.
     inputVolume = loadVolumeNode(args.scan, f"{args.scan.parent.name} {args.scan.name.split('.')[0]}")
-    outputs = DisAnatDetectLogic(detector=detector).process(inputVolume, modality=args.modality, device=args.device)
+    outputs = DisAnatDetectLogic(modelPath=args.model).process(inputVolume, modality=args.modality, device=args.device)
     result = outputs.result
 
     scan = slicer.util.arrayFromVolume(inputVolume)

@@ -1,10 +1,12 @@
-"""DisAnatDetectLib on a real MRML scene (slicer-core), with a really trained small model, on a real FLAIR scan.
+"""DisAnatDetectLib on a real MRML scene (slicer-core), with the shipped model, on a real FLAIR scan.
 
-One background run (the GUI's path) and one scripted re-run of the whole pipeline are shared by the tests of this
-module; the CLI runs once more for the equality check. Everything else works on their results.
+The detection runs as it does in Slicer: in a child process (``python -m disanatdetect detect ... --progress json``)
+that the main thread polls. One polled run (the GUI's path), one scripted run on the input under a rotation and a
+translation (``process(..., waitForCompletion=True)``) and one run of the command line on the file are shared by the
+tests of this module; everything else works on their results.
 
-The small test model is barely trained, so its label-free threshold may find nothing on this scan. The tests
-therefore work at a threshold taken from the run's own anomaly map (:data:`WORKING_PERCENTILE`), which always gives
+The model's label-free threshold may find little or nothing on this scan, and the model is retrained from time to
+time. The tests therefore work at a threshold taken from the run's own anomaly map (:data:`WORKING_PERCENTILE`), which always gives
 lesions to compare, and check the model's default threshold separately.
 """
 
@@ -26,8 +28,14 @@ pytest_plugins = ["conftest_slicer"]
 RETHRESHOLD_SECONDS_MAX = 5.0
 # The working threshold: this percentile of the positive anomaly scores (the top 1% of the brain's scores).
 WORKING_PERCENTILE = 99.0
-# How long a background run may take here before the test gives up waiting (a loaded 2-core machine is slow).
+# How long a detection may take here before the test gives up waiting (a loaded 2-core machine is slow).
 RUN_TIMEOUT_SECONDS = 600.0
+# Pause between polls of the child, as the GUI's timer does (shorter, so the test sees every stage).
+POLL_SECONDS = 0.05
+# The input of the transformed run: a rotation about an oblique axis and a translation (mm).
+ROTATION_DEGREES = 23.0
+ROTATION_AXIS = (0.3, -0.5, 0.8)
+TRANSLATION_MM = (12.0, -7.5, 30.0)
 
 
 def ijkToRas(volumeNode) -> np.ndarray:
@@ -71,9 +79,41 @@ def workingThreshold(anomaly: np.ndarray) -> float:
     return float((scores[index] + scores[index + 1]) / 2.0)
 
 
+def rotationMatrix(degrees: float, axis) -> np.ndarray:
+    """A 4x4 rotation about ``axis`` (Rodrigues' formula)."""
+    axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    angle = np.deg2rad(degrees)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+    return matrix
+
+
+def linearTransformNode(name: str):
+    import slicer
+
+    matrix = rotationMatrix(ROTATION_DEGREES, ROTATION_AXIS)
+    matrix[:3, 3] = TRANSLATION_MM
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
+    node.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(matrix))
+    return node
+
+
+def copyOf(inputVolume, name: str):
+    """A new volume node with the input's voxels and geometry (and no outputs yet)."""
+    from DisAnatDetectLib import nodes
+
+    return nodes.addVolumeNode(nodes.volumeFromNode(inputVolume), name)
+
+
 @pytest.fixture(scope="module")
-def run(slicerApp, countingDetector, flairPath):
-    """The FLAIR scan loaded as Slicer loads it, filed under a study, and detected once in the background."""
+def temporaryRootOfModule(tmp_path_factory):
+    return tmp_path_factory.mktemp("detection-temporary")
+
+
+@pytest.fixture(scope="module")
+def run(slicerApp, flairPath, temporaryRootOfModule):
+    """The FLAIR scan loaded as Slicer loads it, filed under a study, and detected once by a polled child process."""
     import slicer
 
     from DisAnatDetectLib import DisAnatDetectLogic
@@ -91,26 +131,58 @@ def run(slicerApp, countingDetector, flairPath):
         voxelsBefore=slicer.util.arrayFromVolume(inputVolume).copy(), ijkToRasBefore=ijkToRas(inputVolume),
         attributesBefore=list(inputVolume.GetAttributeNames()), nodeCountBefore=slicer.mrmlScene.GetNumberOfNodes())
 
-    logic = DisAnatDetectLogic(detector=countingDetector)
-    callsBefore = countingDetector.calls
+    logic = DisAnatDetectLogic(temporaryRoot=temporaryRootOfModule)
     task = logic.startDetection(inputVolume, modality="FLAIR", device="CPU")
+    state.nodeCountWhileRunning = slicer.mrmlScene.GetNumberOfNodes()
     progress = []
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-    while not task.done and time.monotonic() < deadline:
+    while not task.poll() and time.monotonic() < deadline:
         progress.append((task.stage, task.percent))
-        time.sleep(0.05)
-    assert task.done, "the background detection did not finish in time"
+        state.nodeCountWhileRunning = max(state.nodeCountWhileRunning, slicer.mrmlScene.GetNumberOfNodes())
+        time.sleep(POLL_SECONDS)
+    assert task.done, "the detection did not finish in time"
+    progress.append((task.stage, task.percent))
+    state.temporaryLeft = list(temporaryRootOfModule.iterdir())
     state.outputs = logic.finishDetection(task)
     state.progress = progress
     state.task = task
     state.logic = logic
-    state.modelCalls = countingDetector.calls - callsBefore
     state.defaultResult = state.outputs.result  # at the model's label-free threshold
     state.segmentAtDefault = segmentArray(state.outputs, inputVolume)
     state.workingThreshold = workingThreshold(state.defaultResult.anomaly_map.array)
     state.workingResult = logic.setThreshold(inputVolume, state.workingThreshold)
     state.segment = segmentArray(state.outputs, inputVolume)
     return state
+
+
+@pytest.fixture(scope="module")
+def cliOutputs(run, flairPath, tmp_path_factory):
+    """The command line's outputs for the same file at the run's working threshold."""
+    from disanatdetect.cli import main
+    from disanatdetect.io import read_volume
+
+    out = tmp_path_factory.mktemp("cli") / "outputs"
+    assert main(["detect", str(flairPath), "--out", str(out), "--device", "cpu",
+                 "--modality", "flair", "--threshold", repr(run.workingThreshold), "--quiet"]) == 0
+    return {name: read_volume(out / f"{name}.nii.gz") for name in ("pseudo_healthy", "anomaly_map", "lesion_mask")}
+
+
+@pytest.fixture(scope="module")
+def transformedRun(run, temporaryRootOfModule):
+    """A copy of the input under a rotation and a translation, detected by a script: ``process()`` waits for the
+    same child process."""
+    from DisAnatDetectLib import DisAnatDetectLogic
+
+    inputVolume = copyOf(run.inputVolume, "FLAIR under a linear transform")
+    transform = linearTransformNode("rotation and translation")
+    inputVolume.SetAndObserveTransformNodeID(transform.GetID())
+    logic = DisAnatDetectLogic(temporaryRoot=temporaryRootOfModule)
+    reports = []
+    outputs = logic.process(inputVolume, modality="FLAIR", device="CPU", threshold=run.workingThreshold,
+                            progress=lambda stage, fraction: reports.append((stage, fraction)),
+                            timeout=RUN_TIMEOUT_SECONDS)
+    return SimpleNamespace(inputVolume=inputVolume, transform=transform, outputs=outputs, logic=logic,
+                           reports=reports, temporaryLeft=list(temporaryRootOfModule.iterdir()))
 
 
 # --- geometry conversion (no model) -----------------------------------------------------------------------------------
@@ -158,16 +230,26 @@ def test_volume_from_node_copies_the_voxels(slicerApp):
 
 # --- the detection's outputs ------------------------------------------------------------------------------------------
 
-def test_background_run_reports_the_pipeline_stages(run):
-    stages = [stage for stage, _ in run.progress]
+def test_child_progress_arrives_in_order_and_reaches_100_percent(run):
     from DisAnatDetectLib import STAGES
 
-    seen = [stage for stage in STAGES if stage in stages]
-    assert seen[:1] == ["preparing"] and "reconstructing" in seen, stages
-    assert [STAGES.index(stage) for stage in stages] == sorted(STAGES.index(stage) for stage in stages)
+    reported = [report.stage for report in run.task.reports]
+    assert reported[0] == "preparing" and reported[-1] == "done", reported
+    order = [*STAGES, "done"]
+    assert [order.index(stage) for stage in reported] == sorted(order.index(stage) for stage in reported)
+    assert set(STAGES) <= set(reported), "every pipeline stage is reported"
+    for stage in STAGES:  # within a stage, the fraction never goes back
+        fractions = [report.fraction for report in run.task.reports if report.stage == stage]
+        assert fractions == sorted(fractions), (stage, fractions)
     percents = [percent for _, percent in run.progress]
-    assert percents == sorted(percents) and 0 <= percents[0] and percents[-1] <= 100
-    assert run.modelCalls == 1
+    assert percents == sorted(percents) and percents[0] >= 0 and percents[-1] == 100
+    assert len(set(percents)) > 3, "the progress bar moves during the run, not only at its end"
+    assert run.logic.processesStarted == 1
+
+
+def test_scene_is_touched_only_when_the_child_has_finished(run):
+    assert run.nodeCountWhileRunning == run.nodeCountBefore
+    assert run.temporaryLeft == [], "the temporary input, outputs and logs are removed"
 
 
 def test_outputs_lie_on_the_input_grid(run):
@@ -196,20 +278,17 @@ def test_output_voxels_are_the_result(run):
     assert run.defaultResult.threshold == pytest.approx(run.outputs.modelThreshold)
 
 
-def test_segmentation_equals_the_cli_lesion_mask(run, flairPath, tiny_bundle, tmp_path):
-    """The module and the command line give the same lesion mask for the same file (file vs node geometry)."""
-    from disanatdetect.cli import main
-    from disanatdetect.io import read_volume
+def test_outputs_equal_the_cli_outputs_for_the_same_file(run, cliOutputs):
+    """The module (child process on the node's voxels) and the command line (on the file) give the same results."""
+    import slicer
 
-    out = tmp_path / "cli"
-    assert main(["detect", str(flairPath), "--out", str(out), "--model", str(tiny_bundle), "--device", "cpu",
-                 "--modality", "flair", "--threshold", repr(run.workingThreshold), "--quiet"]) == 0
-    cliMask = read_volume(out / "lesion_mask.nii.gz")
-    assert cliMask.array.sum() > 0, "the test needs a non-empty mask to mean anything"
-    np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), cliMask.array)
+    assert cliOutputs["lesion_mask"].array.sum() > 0, "the test needs a non-empty mask to mean anything"
+    np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), cliOutputs["lesion_mask"].array)
     # Equal up to the last bits of float32 (two runs of the model may sum in a different order).
-    np.testing.assert_allclose(run.defaultResult.anomaly_map.array, read_volume(out / "anomaly_map.nii.gz").array,
-                               rtol=0, atol=1e-6)
+    for name, node in (("anomaly_map", run.outputs.anomalyMapVolume),
+                       ("pseudo_healthy", run.outputs.pseudoHealthyVolume)):
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(node), cliOutputs[name].array, rtol=0,
+                                   atol=1e-6 * max(1.0, float(np.abs(cliOutputs[name].array).max())), err_msg=name)
 
 
 def test_input_node_is_unchanged(run):
@@ -268,15 +347,19 @@ def test_display_subject_hierarchy_and_terminology(run):
         assert shNode.GetItemParent(shNode.GetItemByDataNode(node)) == run.studyItem, node.GetName()
 
 
-def test_rethreshold_updates_segment_and_table_without_the_model(run, countingDetector):
+def test_rethreshold_updates_segment_and_table_without_the_model(run, monkeypatch):
+    from DisAnatDetectLib import DetectionProcess
+
+    def noChild(self):
+        raise AssertionError("re-thresholding started a detection process")
+
+    monkeypatch.setattr(DetectionProcess, "start", noChild)
     working = run.workingResult
-    callsBefore = countingDetector.calls
     inside = working.anomaly_map.array[working.lesion_mask.array > 0]
     stricter = float(np.percentile(inside, 75))  # keeps only the most anomalous quarter of the lesion voxels
     started = time.perf_counter()
     new = run.logic.setThreshold(run.inputVolume, stricter)
     seconds = time.perf_counter() - started
-    assert countingDetector.calls == callsBefore
     assert seconds < RETHRESHOLD_SECONDS_MAX
     segment = segmentArray(run.outputs, run.inputVolume)
     np.testing.assert_array_equal(segment, new.lesion_mask.array)
@@ -289,58 +372,127 @@ def test_rethreshold_updates_segment_and_table_without_the_model(run, countingDe
     # A fresh logic (as after reloading the scene) re-thresholds from the stored anomaly-map node alone.
     from DisAnatDetectLib import DisAnatDetectLogic
 
-    other = DisAnatDetectLogic(detector=countingDetector)
+    other = DisAnatDetectLogic()
     assert other.resultFor(run.inputVolume).threshold == pytest.approx(stricter)
     other.setThreshold(run.inputVolume, run.workingThreshold)
     np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), run.segment)
     back = other.setThreshold(run.inputVolume, None)  # the model's own threshold again
     assert back.threshold == pytest.approx(run.defaultResult.threshold)
     np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), run.segmentAtDefault)
-    assert countingDetector.calls == callsBefore
 
     # The first logic notices that another one has written since, and works from the node, not its memory.
     assert run.logic.resultFor(run.inputVolume).threshold == pytest.approx(run.defaultResult.threshold)
     run.logic.setThreshold(run.inputVolume, run.workingThreshold)  # as the other tests expect
     np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), run.segment)
-    assert countingDetector.calls == callsBefore
 
 
-def test_rerun_reuses_the_output_nodes(run, countingDetector):
+def test_rerun_reuses_the_output_nodes(run):
+    """A new logic, as a batch script would make, finds the input's outputs through their reference and refills them."""
     from DisAnatDetectLib import DisAnatDetectLogic
 
     nodesBefore = dataNodeIDs()
-    callsBefore = countingDetector.calls
-    # A new logic, as a batch script would make: the outputs are found through their reference to the input.
-    again = DisAnatDetectLogic(detector=countingDetector).process(run.inputVolume, modality="FLAIR", device="CPU",
-                                                                  threshold=run.workingThreshold)
-    assert countingDetector.calls == callsBefore + 1
+    again = DisAnatDetectLogic().applyResult(run.inputVolume, run.task.computed)
     assert [node.GetID() for node in again.nodes()] == [node.GetID() for node in run.outputs.nodes()]
     assert dataNodeIDs() == nodesBefore
-    np.testing.assert_array_equal(segmentArray(again, run.inputVolume), run.segment)
+    np.testing.assert_array_equal(segmentArray(again, run.inputVolume), run.segmentAtDefault)
+    run.logic.setThreshold(run.inputVolume, run.workingThreshold)  # as the other tests expect
+    np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), run.segment)
 
 
-def test_cancel_leaves_the_scene_as_it_was(run, countingDetector):
+# --- transforms -------------------------------------------------------------------------------------------------------
+
+def assertUnderTransformWithSegmentEqualTo(outputs, inputVolume, expectedMask):
+    """Every output sits under the input's transform, on its grid; the segment, read in the input's own frame,
+    holds exactly ``expectedMask``."""
     import slicer
+    import vtk
 
-    from disanatdetect.pipeline import Cancelled
+    transformID = inputVolume.GetTransformNodeID()
+    assert transformID is not None
+    for node in (outputs.pseudoHealthyVolume, outputs.anomalyMapVolume, outputs.lesionSegmentation):
+        assert node.GetTransformNodeID() == transformID, node.GetName()
+    for node in (outputs.pseudoHealthyVolume, outputs.anomalyMapVolume):
+        np.testing.assert_array_equal(ijkToRas(node), ijkToRas(inputVolume))
+    segmentation = outputs.lesionSegmentation
+    # The internal labelmap: the segment's own voxels and geometry, with no resampling by a reader.
+    internal = slicer.vtkOrientedImageData()
+    segmentation.GetBinaryLabelmapRepresentation(outputs.lesionSegmentId, internal)
+    matrix = vtk.vtkMatrix4x4()
+    internal.GetImageToWorldMatrix(matrix)
+    np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(matrix), ijkToRas(inputVolume), atol=1e-9)
+    np.testing.assert_array_equal(segmentArray(outputs, inputVolume), expectedMask)
+    # The reference geometry is the input's grid in the segmentation's own frame (the two share the transform).
+    geometry = segmentation.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    reference = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(geometry, reference, False)
+    reference.GetImageToWorldMatrix(matrix)
+    np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(matrix), ijkToRas(inputVolume), atol=1e-6)
+
+
+def test_linear_transform_child_run_matches_the_cli_on_the_untransformed_file(run, transformedRun, cliOutputs):
+    """Input under a rotation and a translation, detected by process(waitForCompletion=True): the segment in the
+    input's frame is the CLI's mask of the untransformed file, and every output follows the transform."""
+    from DisAnatDetectLib import STAGES
+
+    outputs = transformedRun.outputs
+    assertUnderTransformWithSegmentEqualTo(outputs, transformedRun.inputVolume, cliOutputs["lesion_mask"].array)
+    assert transformedRun.logic.processesStarted == 1
+    assert [stage for stage in STAGES if stage in {stage for stage, _ in transformedRun.reports}] == list(STAGES)
+    assert transformedRun.reports[-1] == ("done", 1.0)
+    assert transformedRun.temporaryLeft == []
+
+
+def test_linear_transform_moves_the_lesion_centroids_into_world(transformedRun):
+    """The table's centroids are world positions: the input-frame centroids carried by the transform."""
+    lesions = transformedRun.outputs.result.lesions
+    assert lesions
+    matrix = rotationMatrix(ROTATION_DEGREES, ROTATION_AXIS)
+    matrix[:3, 3] = TRANSLATION_MM
+    local = np.array([lesion["centroid_ras_mm"] for lesion in lesions])
+    expected = (matrix[:3, :3] @ local.T).T + matrix[:3, 3]
+    columns = tableColumns(transformedRun.outputs.statisticsTable)
+    world = np.array([columns[f"Centroid {axis}"] for axis in "RAS"]).T
+    np.testing.assert_allclose(world, expected, atol=1e-6)
+
+
+def test_grid_transform_segment_lands_on_the_cli_mask(run, cliOutputs):
+    """Input under a non-linear (grid) transform: the child sees the same voxels and geometry as without it, and
+    the result lands on the same voxels in the input's frame, under the same transform."""
+    import slicer
+    import vtk
+    import vtk.util.numpy_support
+
     from DisAnatDetectLib import DisAnatDetectLogic, nodes
 
-    copy = nodes.addVolumeNode(nodes.volumeFromNode(run.inputVolume), "copy without outputs")
-    nodesBefore = dataNodeIDs()
-    task = DisAnatDetectLogic(detector=countingDetector).startDetection(copy, modality="FLAIR")
-    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-    while task.stage != "reconstructing" and not task.done and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert task.stage == "reconstructing" and not task.done
-    task.cancel()
-    assert task.wait(RUN_TIMEOUT_SECONDS)
-    assert isinstance(task.error, Cancelled)
-    with pytest.raises(Cancelled):
-        DisAnatDetectLogic(detector=countingDetector).finishDetection(task)
-    assert dataNodeIDs() == nodesBefore
-    assert DisAnatDetectLogic.outputsFor(copy) == {}
-    np.testing.assert_array_equal(segmentArray(run.outputs, run.inputVolume), run.segment)
-    slicer.mrmlScene.RemoveNode(copy)
+    inputVolume = copyOf(run.inputVolume, "FLAIR under a grid transform")
+    grid = slicer.vtkOrientedGridTransform()
+    field = vtk.vtkImageData()
+    field.SetDimensions(6, 6, 6)
+    field.SetSpacing(60.0, 60.0, 60.0)
+    field.SetOrigin(-150.0, -150.0, -150.0)
+    displacements = np.random.default_rng(7).normal(0.0, 6.0, (6 * 6 * 6, 3))  # mm, smooth between nodes
+    field.AllocateScalars(vtk.VTK_DOUBLE, 3)
+    vtk.util.numpy_support.vtk_to_numpy(field.GetPointData().GetScalars())[:] = displacements
+    grid.SetDisplacementGridData(field)
+    transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLGridTransformNode", "grid")
+    transform.SetAndObserveTransformFromParent(grid)
+    inputVolume.SetAndObserveTransformNodeID(transform.GetID())
+    assert not transform.IsLinear()
+
+    # What the child would read: the node's own voxels and geometry, whatever its transform.
+    fromNode, original = nodes.volumeFromNode(inputVolume), nodes.volumeFromNode(run.inputVolume)
+    np.testing.assert_array_equal(fromNode.array, original.array)
+    np.testing.assert_allclose(fromNode.affine, original.affine, atol=1e-12)
+
+    logic = DisAnatDetectLogic()
+    computed = run.task.computed
+    working = type(computed)(computed.result.rethreshold(run.workingThreshold), computed.modelThreshold,
+                             computed.seconds)
+    outputs = logic.applyResult(inputVolume, working)
+    assertUnderTransformWithSegmentEqualTo(outputs, inputVolume, cliOutputs["lesion_mask"].array)
+    for node in (*outputs.nodes(), inputVolume, transform):
+        slicer.mrmlScene.RemoveNode(node)
 
 
 def test_failed_apply_removes_the_nodes_it_created(run):
@@ -435,7 +587,7 @@ def test_adapter_imports_neither_qt_nor_torch():
         "for blocked in ('qt', 'ctk', 'PythonQt', 'torch'):\n"
         "    sys.modules[blocked] = None  # importing a blocked name raises ImportError\n"
         f"sys.path.insert(0, {str(MODULE_DIR)!r})\n"
-        "import DisAnatDetectLib, DisAnatDetectLib.nodes, DisAnatDetectLib.dependencies\n"
+        "import DisAnatDetectLib, DisAnatDetectLib.nodes, DisAnatDetectLib.dependencies, DisAnatDetectLib.process\n"
         "print('ok')\n"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -1,15 +1,13 @@
 """The module's logic: a scan node in, pseudo-healthy volume, anomaly map, lesion segmentation and table out.
 
-Work is split so that the slow part never touches the scene and the scene is only touched on the main thread:
+The model never runs in Slicer's own process: :meth:`DisAnatDetectLogic.startDetection` writes a copy of the input
+to a temporary file and starts ``python -m disanatdetect detect ... --progress json`` with Slicer's Python as a child
+process (:class:`.process.DetectionProcess`), which returns at once. The GUI polls it from a timer; a script waits for
+it (:meth:`DisAnatDetectLogic.process`). Only when the child has finished does
+:meth:`DisAnatDetectLogic.finishDetection` read its output files and write them into output nodes, so a cancelled or
+failed run leaves the scene as it was; nodes it created are removed again if writing fails half-way.
 
-1. :meth:`DisAnatDetectLogic.computeResult` runs the core pipeline on a copy of the input's voxels. It reads and
-   writes no MRML, so the GUI can run it in a worker thread (:class:`DetectionTask`) and poll its progress.
-2. :meth:`DisAnatDetectLogic.applyResult` writes a finished result into output nodes (main thread). Nodes are only
-   created at this point, so a cancelled or failed run leaves the scene as it was; nodes it created are removed
-   again if writing fails half-way.
-
-:meth:`DisAnatDetectLogic.process` does both for scripts; :meth:`DisAnatDetectLogic.setThreshold` re-thresholds the
-stored anomaly map without calling the model.
+:meth:`DisAnatDetectLogic.setThreshold` re-thresholds the stored anomaly map without calling the model.
 
 This class does not derive from Slicer's ``ScriptedLoadableModuleLogic``: that class lives in a module that imports
 Qt, and this adapter must run on a bare MRML scene. It implements the same parameter-node contract instead, and the
@@ -19,9 +17,8 @@ GUI module's ``DisAnatDetectLogic`` combines both.
 from __future__ import annotations
 
 import logging
-import threading
+import os
 import time
-import traceback
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,7 +30,8 @@ import slicer
 from disanatdetect.errors import InputError
 
 from . import nodes
-from .parameters import MODULE_NAME, STAGES, coreDevice, coreModality, overallProgress
+from .parameters import MODULE_NAME, coreDevice, coreModality
+from .process import ComputedResult, DetectionFailed, DetectionProcess
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -43,15 +41,8 @@ RESULTS_KEPT = 4
 # Ties an in-memory result to its latest write into the anomaly-map node: renewed on every write, so a result is
 # trusted only while no one else (another logic, a cleared scene reusing node IDs) has written there since.
 RESULT_TOKEN_ATTRIBUTE = nodes.RESULT_ATTRIBUTE_PREFIX + "ResultToken"
-
-
-@dataclass
-class ComputedResult:
-    """A finished detection, not yet in the scene."""
-
-    result: object  # disanatdetect.pipeline.DetectionResult (not imported here: that module imports torch)
-    modelThreshold: float  # the model's label-free threshold for the detected modality
-    seconds: float
+# Pause between looks at the child while a script waits for it.
+WAIT_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -73,78 +64,22 @@ class DetectionOutputs:
         return nodes.LESION_SEGMENT_ID
 
 
-class DetectionTask:
-    """One detection running in a worker thread; the main thread polls it (the GUI with a timer).
-
-    The worker only computes (no MRML). Progress and cancellation go through plain attributes and an event, which
-    are safe to share between threads.
-    """
-
-    def __init__(self, inputVolumeID: str, work: Callable[[ProgressCallback, Callable[[], bool]], ComputedResult]):
-        self.inputVolumeID = inputVolumeID
-        self.computed: ComputedResult | None = None
-        self.error: BaseException | None = None
-        self.errorDetails = ""
-        self._work = work
-        self._state = (STAGES[0], 0.0)  # replaced as a whole, so a reader never sees a half-updated pair
-        self._cancelRequested = threading.Event()
-        self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{MODULE_NAME} detection", daemon=True)
-
-    def start(self) -> DetectionTask:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            self.computed = self._work(self._onProgress, self._cancelRequested.is_set)
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which reports or re-raises it
-            self.error = error
-            self.errorDetails = traceback.format_exc()
-        finally:
-            self._finished.set()
-
-    def _onProgress(self, stage: str, fraction: float) -> None:
-        self._state = (stage, fraction)
-
-    def cancel(self) -> None:
-        """Ask the worker to stop at its next check (within a stage's batch of slices)."""
-        self._cancelRequested.set()
-
-    @property
-    def cancelRequested(self) -> bool:
-        return self._cancelRequested.is_set()
-
-    @property
-    def done(self) -> bool:
-        return self._finished.is_set()
-
-    @property
-    def stage(self) -> str:
-        return self._state[0]
-
-    @property
-    def percent(self) -> int:
-        return overallProgress(*self._state)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the worker ends (or ``timeout`` seconds pass); True when it has ended."""
-        return self._finished.wait(timeout)
-
-
 class DisAnatDetectLogic:
     """Runs DisAnatDetect on volume nodes and keeps the results in the scene. Usable without the GUI.
 
-    ``detector``: a ready :class:`disanatdetect.pipeline.Detector` to use for every run (for example one built from
-    another model bundle); by default the shipped model is loaded on first use, once per device.
+    ``modelPath``: manifest.json of another model bundle for every run (default: the shipped model). ``python``: the
+    interpreter for the child process (default: Slicer's Python, see :func:`.process.pythonExecutable`).
+    ``temporaryRoot``: where each run's temporary folder goes (default: the system's temporary folder).
     """
 
     moduleName = MODULE_NAME
 
-    def __init__(self, detector=None):
-        self.detector = detector
-        self._detectors: dict[str, object] = {}
-        self._detectorLock = threading.Lock()
+    def __init__(self, modelPath: str | os.PathLike | None = None, python: str | None = None,
+                 temporaryRoot: str | os.PathLike | None = None):
+        self.modelPath = modelPath
+        self.python = python
+        self.temporaryRoot = temporaryRoot
+        self.processesStarted = 0  # child processes this logic has started (each one is a model run)
         # Latest result per input node ID, for re-thresholding without a model call: (token, result, model threshold).
         self._results: OrderedDict[str, tuple[str, object, float]] = OrderedDict()
 
@@ -163,41 +98,6 @@ class DisAnatDetectLogic:
             # Closing the scene may drop the attribute; Slicer finds module parameter nodes by it.
             parameterNode.SetAttribute("ModuleName", self.moduleName)
         return parameterNode
-
-    # --- computation (no MRML; safe in a worker thread) ---------------------------------------------------------------
-
-    def getDetector(self, device: str = "auto"):
-        """The detector for ``device`` ("auto", "CPU", "GPU"): the one given at construction, else the shipped model."""
-        if self.detector is not None:
-            return self.detector
-        key = coreDevice(device)
-        with self._detectorLock:
-            if key not in self._detectors:
-                from disanatdetect.pipeline import Detector
-
-                self._detectors[key] = Detector(device=key)
-            return self._detectors[key]
-
-    def computeResult(self, volume, modality: str = "auto", device: str = "auto", threshold: float | None = None,
-                      progress: ProgressCallback | None = None,
-                      shouldCancel: Callable[[], bool] | None = None) -> ComputedResult:
-        """Run the pipeline on a :class:`~disanatdetect.io.Volume`. Pure: reads and writes no MRML.
-
-        ``threshold`` None uses the model's label-free threshold for the (detected) modality. Raises
-        ``disanatdetect.pipeline.Cancelled`` when ``shouldCancel`` answers True, ``InputError``/``ModelError`` with a
-        one-sentence message for bad input or a broken model.
-        """
-        from disanatdetect.pipeline import Cancelled, DetectionConfig
-
-        started = time.perf_counter()
-        config = DetectionConfig(modality=coreModality(modality), threshold=threshold)
-        if progress is not None:
-            progress(STAGES[0], 0.0)
-        detector = self.getDetector(device)  # the first call loads the model: part of "preparing"
-        if shouldCancel is not None and shouldCancel():
-            raise Cancelled()
-        result = detector.detect(volume, config, progress=progress, should_cancel=shouldCancel)
-        return ComputedResult(result, detector.threshold_for(result.modality), time.perf_counter() - started)
 
     # --- results into the scene (main thread) -------------------------------------------------------------------------
 
@@ -236,7 +136,7 @@ class DisAnatDetectLogic:
             nodes.showAsAnomalyMap(outputs["anomalyMapVolume"], result.anomaly_map.array, result.threshold)
             self._writeResultAttributes(outputs["anomalyMapVolume"], result, computed.modelThreshold)
             nodes.updateLesionSegmentation(outputs["lesionSegmentation"], result.lesion_mask.array, inputVolume)
-            nodes.updateStatisticsTable(outputs["statisticsTable"], result.lesions)
+            nodes.updateStatisticsTable(outputs["statisticsTable"], result.lesions, inputVolume)
         except BaseException:
             for node in created:
                 slicer.mrmlScene.RemoveNode(node)
@@ -244,25 +144,35 @@ class DisAnatDetectLogic:
         self._remember(inputVolume, outputs["anomalyMapVolume"], result, computed.modelThreshold)
         return DetectionOutputs(**outputs, result=result, modelThreshold=computed.modelThreshold)
 
+    # --- detection in a child process ---------------------------------------------------------------------------------
+
     def startDetection(self, inputVolume, modality: str = "auto", device: str = "auto",
-                       threshold: float | None = None) -> DetectionTask:
-        """Start a detection in a worker thread and return at once; finish it with :meth:`finishDetection`."""
+                       threshold: float | None = None) -> DetectionProcess:
+        """Start a detection in a child process and return at once; poll it with its ``poll()`` (the GUI's timer)
+        or ``wait()``, then finish it with :meth:`finishDetection`. Cancel with its ``cancel()``."""
         self._checkInput(inputVolume)
-        coreModality(modality), coreDevice(device)  # refuse bad choices now rather than in the worker
-        volume = nodes.volumeFromNode(inputVolume)  # read on the main thread: MRML is not thread-safe
+        # Refuse bad choices now, in one sentence, rather than as an error of the child.
+        modality, device = coreModality(modality), coreDevice(device)
+        volume = nodes.volumeFromNode(inputVolume)  # a copy: the input node is never modified
+        task = DetectionProcess(inputVolume.GetID(), volume, modality, device, threshold, self.modelPath,
+                                self.python, self.temporaryRoot)
+        task.start()
+        self.processesStarted += 1
+        return task
 
-        def work(progress, shouldCancel):
-            return self.computeResult(volume, modality, device, threshold, progress, shouldCancel)
+    def finishDetection(self, task: DetectionProcess, timeout: float | None = None,
+                        **outputNodes) -> DetectionOutputs:
+        """Put a finished task's result into the scene; raises :class:`.process.DetectionCancelled` when it was
+        cancelled and :class:`.process.DetectionFailed` (one sentence, the child's stderr in ``details``) when it
+        failed.
 
-        return DetectionTask(inputVolume.GetID(), work).start()
-
-    def finishDetection(self, task: DetectionTask, **outputNodes) -> DetectionOutputs:
-        """Put a finished task's result into the scene (main thread); re-raises its error or cancellation.
-
-        ``outputNodes``: optional ``pseudoHealthyVolume``, ``anomalyMapVolume``, ``lesionSegmentation``,
+        A task still running is waited for, at most ``timeout`` seconds (then it is ended and DetectionFailed
+        raised). ``outputNodes``: optional ``pseudoHealthyVolume``, ``anomalyMapVolume``, ``lesionSegmentation``,
         ``statisticsTable`` as for :meth:`applyResult`.
         """
-        task.wait()
+        if not task.wait(timeout):
+            task.cancel()
+            raise DetectionFailed(f"the detection did not finish within {timeout:g} s and was stopped.")
         if task.error is not None:
             raise task.error
         inputVolume = slicer.mrmlScene.GetNodeByID(task.inputVolumeID)
@@ -272,27 +182,46 @@ class DisAnatDetectLogic:
 
     def process(self, inputVolume, modality: str = "auto", device: str = "auto", threshold: float | None = None,
                 waitForCompletion: bool = True, pseudoHealthyVolume=None, anomalyMapVolume=None,
-                lesionSegmentation=None, statisticsTable=None, progress: ProgressCallback | None = None):
-        """Detect anomalies in ``inputVolume``; for scripts and batch runs.
+                lesionSegmentation=None, statisticsTable=None, progress: ProgressCallback | None = None,
+                timeout: float | None = None):
+        """Detect anomalies in ``inputVolume``; for scripts and batch runs. Uses the same child process as the GUI.
 
         :param modality: "auto" (guessed from the tissue intensities), "T1", "T1c", "T2", "FLAIR" or "PD".
         :param device: "auto" (GPU when present), "CPU" or "GPU".
         :param threshold: anomaly-score threshold of the lesion mask; None uses the model's label-free threshold.
-        :param waitForCompletion: True runs to the end and returns the :class:`DetectionOutputs`; False starts a
-            :class:`DetectionTask` in the background and returns it (finish it with :meth:`finishDetection`).
+        :param waitForCompletion: True runs to the end and returns the :class:`DetectionOutputs`; False starts the
+            :class:`.process.DetectionProcess` and returns it (finish it with :meth:`finishDetection`).
         :param pseudoHealthyVolume, anomalyMapVolume, lesionSegmentation, statisticsTable: output nodes to fill;
             None reuses this input's outputs from an earlier run, or creates new ones.
-        :param progress: optional callback ``(stage, fraction)``.
+        :param progress: optional callback ``(stage, fraction)``, called for each progress report of the child.
+        :param timeout: seconds to wait at most (None: no limit); a run that takes longer is ended and raises.
         """
         outputNodes = {"pseudoHealthyVolume": pseudoHealthyVolume, "anomalyMapVolume": anomalyMapVolume,
                        "lesionSegmentation": lesionSegmentation, "statisticsTable": statisticsTable}
+        task = self.startDetection(inputVolume, modality, device, threshold)
         if not waitForCompletion:
-            return self.startDetection(inputVolume, modality, device, threshold)
-        self._checkInput(inputVolume)
-        computed = self.computeResult(nodes.volumeFromNode(inputVolume), modality, device, threshold, progress)
-        outputs = self.applyResult(inputVolume, computed, **outputNodes)
+            return task
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reported = 0
+        try:
+            while not task.poll():
+                if progress is not None:
+                    for report in task.reports[reported:]:
+                        progress(report.stage, report.fraction)
+                    reported = len(task.reports)
+                if deadline is not None and time.monotonic() >= deadline:
+                    task.cancel()
+                    raise DetectionFailed(f"the detection did not finish within {timeout:g} s and was stopped.")
+                time.sleep(WAIT_POLL_SECONDS)
+        except BaseException:
+            task.cancel()  # an interrupted script must not leave the child running
+            raise
+        if progress is not None:
+            for report in task.reports[reported:]:
+                progress(report.stage, report.fraction)
+        outputs = self.finishDetection(task, **outputNodes)
         logging.info(f"{MODULE_NAME}: {inputVolume.GetName()}: {self.resultSummary(outputs.result)} "
-                     f"in {computed.seconds:.1f} s")
+                     f"in {task.computed.seconds:.1f} s")
         return outputs
 
     # --- re-thresholding (no model call) ------------------------------------------------------------------------------
@@ -314,7 +243,7 @@ class DisAnatDetectLogic:
         if "lesionSegmentation" in outputs:
             nodes.updateLesionSegmentation(outputs["lesionSegmentation"], result.lesion_mask.array, inputVolume)
         if "statisticsTable" in outputs:
-            nodes.updateStatisticsTable(outputs["statisticsTable"], result.lesions)
+            nodes.updateStatisticsTable(outputs["statisticsTable"], result.lesions, inputVolume)
         if "anomalyMapVolume" in outputs:
             nodes.updateAnomalyMapThreshold(outputs["anomalyMapVolume"], threshold)
             self._writeResultAttributes(outputs["anomalyMapVolume"], result, modelThreshold)

@@ -117,10 +117,17 @@ def _build(config: AtlasConfig) -> tuple[np.ndarray, np.ndarray]:
     return template.astype(np.float32), priors
 
 
+# Prebuilt atlases shipped with the package (``atlas-<config key>.npz``), so that a fresh install (3D Slicer
+# included) needs neither nilearn nor nibabel to detect.
+PACKAGED_ATLAS_DIR = Path(__file__).parent / "data"
+
+
 @lru_cache(maxsize=4)
 def load_atlas(config: AtlasConfig = AtlasConfig()) -> Atlas:
-    """The atlas on the working grid; built from nilearn's offline files once, then read from the cache."""
-    path = _cache_dir() / f"atlas-{config.key()}.npz"
+    """The atlas on the working grid: the prebuilt copy shipped with the package for this configuration, else built
+    from nilearn's offline files once and read from the cache after that."""
+    packaged = PACKAGED_ATLAS_DIR / f"atlas-{config.key()}.npz"
+    path = packaged if packaged.exists() else _cache_dir() / f"atlas-{config.key()}.npz"
     if path.exists():
         stored = np.load(path)
         template, priors = stored["template"], stored["priors"]

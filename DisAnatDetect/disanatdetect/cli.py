@@ -45,6 +45,42 @@ class _Progress:
         self.bar.close()
 
 
+class JsonProgress:
+    """``detect --progress json``: progress as one JSON object per line on stdout, for a program that runs the CLI.
+
+    The protocol: every line is a JSON object with
+
+    - ``stage``: ``"preparing"``, ``"registering"``, ``"reconstructing"``, ``"post-processing"`` (the pipeline's
+      stages, in this order), then ``"done"`` once all outputs are written;
+    - ``fraction``: how much of that stage is done, from 0 to 1 (never decreasing within a stage);
+    - ``message``: one line for a person.
+
+    The last line of a successful run has stage ``"done"`` and fraction 1; nothing else is printed on stdout (stray
+    prints of libraries are sent to stderr while the run lasts). A failure prints no ``"done"`` line, writes one
+    ``error: ...`` line on stderr and exits non-zero, as without the option.
+    """
+
+    MESSAGES = {
+        "preparing": "Reading the scan and finding the brain",
+        "registering": "Registering to the atlas",
+        "reconstructing": "Reconstructing the healthy brain",
+        "post-processing": "Post-processing",
+        "done": "Done",
+    }
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __call__(self, stage: str, fraction: float, message: str | None = None) -> None:
+        line = {"stage": stage, "fraction": round(min(max(float(fraction), 0.0), 1.0), 4),
+                "message": message or self.MESSAGES.get(stage, stage)}
+        self.stream.write(json.dumps(line) + "\n")
+        self.stream.flush()  # the reader acts on each line as it comes
+
+    def close(self) -> None:
+        pass
+
+
 def _write_outputs(out_dir: Path, result, report: dict, overwrite: bool) -> None:
     """Write the four outputs as temporary files, then rename them all; on failure remove every temporary.
 
@@ -122,19 +158,27 @@ def command_detect(args: argparse.Namespace) -> int:
         if existing:  # refuse before spending a minute of computation
             raise InputError(f"{out_dir} already holds {', '.join(existing)}; pass --overwrite or choose another "
                              "--out.")
-    started = time.perf_counter()
-    volume = read_volume(args.input)
-    seconds_read = time.perf_counter() - started
-    bundle = load_bundle(args.model, device=resolve_device(args.device)) if args.model else None
-    detector = Detector(bundle, device=args.device)
-    progress = _Progress(not args.quiet)
-    try:
-        result = detector.detect(volume, DetectionConfig(modality=args.modality, threshold=args.threshold),
-                                 progress=progress)
-    finally:
-        progress.close()
-    _write_outputs(out_dir, result, _report(result, args.input, volume, seconds_read), args.overwrite)
-    if not args.quiet:
+    # demo runs this command with its own arguments, which have no --progress
+    json_progress = JsonProgress(sys.stdout) if getattr(args, "progress", "bar") == "json" else None
+    with contextlib.redirect_stdout(sys.stderr) if json_progress else contextlib.nullcontext():
+        if json_progress:
+            json_progress("preparing", 0.0)
+        started = time.perf_counter()
+        volume = read_volume(args.input)
+        seconds_read = time.perf_counter() - started
+        bundle = load_bundle(args.model, device=resolve_device(args.device)) if args.model else None
+        detector = Detector(bundle, device=args.device)
+        progress = json_progress or _Progress(not args.quiet)
+        try:
+            result = detector.detect(volume, DetectionConfig(modality=args.modality, threshold=args.threshold),
+                                     progress=progress)
+        finally:
+            progress.close()
+        _write_outputs(out_dir, result, _report(result, args.input, volume, seconds_read), args.overwrite)
+    if json_progress:
+        json_progress("done", 1.0, f"{result.modality}: {len(result.lesions)} lesion(s), "
+                                   f"{result.lesion_volume_ml:.1f} mL (threshold {result.threshold:.3f})")
+    elif not args.quiet:
         print(f"{result.modality}: {len(result.lesions)} lesion(s), {result.lesion_volume_ml:.1f} mL "
               f"(threshold {result.threshold:.3f}); outputs in {out_dir}")
     return 0
@@ -331,6 +375,88 @@ def command_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cohort_config(args: argparse.Namespace):
+    from disanatdetect.cohort.run import ClusterConfig, CohortConfig
+
+    cluster = ClusterConfig(workers=args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler)
+    return CohortConfig(model=args.model, device=args.device, modality=args.modality, threshold=args.threshold,
+                        retry_failed=args.retry_failed, verify_inputs=args.verify_inputs,
+                        thumbnails=not args.no_thumbnails, progress=not args.quiet, cluster=cluster)
+
+
+def _run_cohort(scans: list, layout, args: argparse.Namespace, process: bool = True) -> int:
+    """Run (or, without ``process``, only report) a cohort; exit 0 when every scan is done, 2 when some failed."""
+    from disanatdetect.cohort.run import run_cohort
+
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    try:
+        summary = run_cohort(scans, layout, _cohort_config(args), process, log)
+    except KeyboardInterrupt:
+        print("interrupted: the scans done so far are kept; run the same command again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(summary.line())
+        print(f"table: {summary.table}\nreport: {summary.report}")
+    failed = summary.count("failed")
+    if failed:
+        print(f"error: {failed} of {len(summary.rows)} scans failed; their errors are in {summary.table}.",
+              file=sys.stderr)
+        return EXIT_INPUT
+    return 0
+
+
+def command_batch(args: argparse.Namespace) -> int:
+    from disanatdetect.cohort import require_cohort_extra
+
+    require_cohort_extra()
+    from disanatdetect.cohort.inputs import scans_from_csv, scans_from_folder
+    from disanatdetect.cohort.outputs import CaseFolders
+
+    source = Path(args.input)
+    if not source.exists():
+        raise InputError(f"{source} does not exist; pass a folder of scans or a CSV list.")
+    scans = scans_from_folder(source, exclude=args.out) if source.is_dir() else scans_from_csv(source)
+    return _run_cohort(scans, CaseFolders(args.out), args)
+
+
+def command_bids(args: argparse.Namespace) -> int:
+    from disanatdetect.cohort import require_cohort_extra
+
+    require_cohort_extra(bids=True)
+    from disanatdetect.cohort.inputs import scans_from_bids
+    from disanatdetect.cohort.outputs import BidsDerivatives
+
+    scans = scans_from_bids(args.bids_dir, args.participant_label, args.session_label, args.suffix)
+    return _run_cohort(scans, BidsDerivatives(args.output_dir, args.bids_dir), args,
+                       process=args.analysis_level == "participant")
+
+
+def _add_cohort_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``batch`` and ``bids``: the detection settings, the cluster and resuming."""
+    from disanatdetect.synth.contrast import MODALITIES
+
+    parser.add_argument("--modality", default=None, choices=("auto",) + MODALITIES,
+                        help="analyse every scan as this contrast (default: each scan's own: its file name, CSV "
+                             "column or BIDS suffix, else auto)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="anomaly-map threshold (default: the model's label-free threshold for the modality)")
+    parser.add_argument("--model", default=None, help="manifest.json of another model bundle (default: shipped)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="local Dask workers (default: as many as the cores and memory allow; one per GPU)")
+    parser.add_argument("--threads-per-worker", type=int, default=0,
+                        help="torch and ITK threads of each worker (default: 1 on CPU; workers x threads never "
+                             "exceed the cores by default)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a running Dask scheduler (tcp://HOST:PORT) instead of a local cluster")
+    parser.add_argument("--retry-failed", action="store_true", help="run the scans that failed before again")
+    parser.add_argument("--verify-inputs", action="store_true",
+                        help="recompute every input's checksum to decide what is complete (default: only for "
+                             "inputs whose size or modification time changed)")
+    parser.add_argument("--no-thumbnails", action="store_true", help="no thumbnails in the HTML report")
+    parser.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from disanatdetect.synth.contrast import MODALITIES
     from disanatdetect.synth.lesions import LESION_TYPES
@@ -349,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     detect.add_argument("--model", default=None, help="manifest.json of another model bundle (default: shipped)")
     detect.add_argument("--quiet", action="store_true")
+    detect.add_argument("--progress", default="bar", choices=("bar", "json"),
+                        help="bar: a progress bar on stderr (none with --quiet); json: one JSON object per line on "
+                             "stdout with 'stage' (preparing, registering, reconstructing, post-processing, then "
+                             "done once the outputs are written), 'fraction' of that stage (0 to 1) and "
+                             "'message', and nothing else on stdout; for programs that run this command")
     detect.set_defaults(run=command_detect)
 
     demo = commands.add_parser("demo", help="detect on a built-in synthetic case and draw a figure")
@@ -421,6 +552,30 @@ def build_parser() -> argparse.ArgumentParser:
     calibration.add_argument("--model", default=None, help="manifest.json of the bundle (default: shipped)")
     calibration.add_argument("--quiet", action="store_true")
     calibration.set_defaults(run=command_calibrate)
+
+    batch = commands.add_parser("batch", help="detect on every scan of a folder or CSV list, resumable, on Dask",
+                                description="Outputs go to OUT/<scan>/ as detect writes them, with OUT/lesions.tsv "
+                                            "and OUT/report.html; a rerun skips the scans already complete.")
+    batch.add_argument("input", help="a folder of scans (flat, or one subfolder per case) or a CSV list "
+                                     "'path,modality[,subject,session]'")
+    batch.add_argument("--out", required=True, help="output folder")
+    _add_cohort_options(batch)
+    batch.set_defaults(run=command_batch)
+
+    bids = commands.add_parser("bids", help="BIDS App: detect on a BIDS dataset's anatomical scans, write derivatives",
+                               description="participant: process the scans into BIDS derivatives with lesions.tsv "
+                                           "and report.html; group: rebuild the table and report only.")
+    bids.add_argument("bids_dir", help="root of the BIDS dataset (read only)")
+    bids.add_argument("output_dir", help="the derivatives dataset to write (e.g. BIDS_DIR/derivatives/disanatdetect)")
+    bids.add_argument("analysis_level", choices=("participant", "group"))
+    bids.add_argument("--participant-label", "--participant_label", nargs="+", default=None,
+                      help="subjects to process, with or without 'sub-' (default: all)")
+    bids.add_argument("--session-label", "--session_label", nargs="+", default=None,
+                      help="sessions to process, with or without 'ses-' (default: all)")
+    bids.add_argument("--suffix", nargs="+", default=["FLAIR", "T2w", "T1w", "PDw"],
+                      help="anatomical contrasts to process (a T1w with a ce- entity is read as T1c)")
+    _add_cohort_options(bids)
+    bids.set_defaults(run=command_bids)
     return parser
 
 
