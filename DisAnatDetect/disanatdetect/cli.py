@@ -1,4 +1,4 @@
-"""Command line: ``disanatdetect detect | demo | synth | train | calibrate | evaluate | benchmark``.
+"""Command line: ``disanatdetect detect | batch | bids | demo | synth | train | calibrate | evaluate | benchmark``.
 
 Every user-facing failure is one line on stderr and a non-zero exit; outputs are written completely or not at all.
 """

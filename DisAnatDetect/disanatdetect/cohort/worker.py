@@ -33,7 +33,8 @@ KILL_HOOK_VARIABLE = "DISANATDETECT_TEST_KILL_WORKER"
 
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, and setting it freezes glibc's mmap threshold at
 # its 128 KiB start: every large tensor is then a fresh mmap and page faults, and reconstruction took twice as long
-# (5.5 s to 10.1 s on a 240 x 240 x 155 FLAIR, one thread). Workers restore what glibc's dynamic rule reaches:
+# (`disanatdetect benchmark` on a 240 x 240 x 155 FLAIR: 2.96 s, 6.13 s with the variable set). Workers restore what
+# glibc's dynamic rule reaches:
 GLIBC_MMAP_THRESHOLD = 32 * 2 ** 20  # its largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
 GLIBC_TRIM_THRESHOLD = 2 * GLIBC_MMAP_THRESHOLD  # it keeps the trim threshold at twice the mmap threshold
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
