@@ -19,10 +19,12 @@ so a run resumed from its checkpoint ends with the weights an uninterrupted run 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import subprocess
 import time
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -207,9 +209,6 @@ def build_synthesisers(config: LoopConfig, device: torch.device, log=print) -> t
 
 def _from_dict(cls, data: dict):
     """A (nested) configuration dataclass from its ``asdict`` form, lists back to tuples."""
-    import dataclasses
-    import typing
-
     hints = typing.get_type_hints(cls)
     values = {}
     for item in dataclasses.fields(cls):
@@ -244,8 +243,6 @@ def batch_for_memory(bytes_per_anatomy: float, free_bytes: float, fraction: floa
 
 def fit_batch_size(config: LoopConfig, probe: int = 8) -> int:
     """The batch for a CUDA device: one probe step's peak memory per anatomy, scaled to the free memory."""
-    import dataclasses
-
     device = torch.device(config.device)
     probe_config = dataclasses.replace(config, synthesis=dataclasses.replace(config.synthesis, batch_size=probe))
     synthesiser, _ = build_synthesisers(probe_config, device, log=lambda message: None)
