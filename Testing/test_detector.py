@@ -8,7 +8,7 @@ import pytest
 from disanatdetect.bundle import DEFAULT_BUNDLE
 from disanatdetect.calibration import (THRESHOLD_DECIMALS, CalibrationConfig, HealthyMap, calibrate_thresholds,
                                        false_positive_ml, healthy_map, healthy_scores, lowest_clean_threshold)
-from disanatdetect.pipeline import DetectionConfig, Detector, analyse_atlas_space
+from disanatdetect.pipeline import DetectionConfig, Detector, analyse_atlas_space, anomaly_score
 from disanatdetect.postprocess import PostprocessConfig
 from disanatdetect.preprocess import normalise_intensity
 from disanatdetect.synth.cases import synthetic_case
@@ -146,3 +146,17 @@ def test_ablation_variants_reuse_the_encoding_and_match_a_fresh_run(tiny_detecto
                                     DetectionConfig(modality="t2", **variant.detection_overrides))
         np.testing.assert_array_equal(result.anomaly, fresh.anomaly)
         np.testing.assert_array_equal(result.pseudo_healthy, fresh.pseudo_healthy)
+
+
+def test_dark_residual_counts_only_where_the_restored_anatomy_expects_missing_tissue():
+    image = np.array([0.2, 0.2, 0.9, 0.5], dtype=np.float32)  # a dark core, a dark CSF voxel, a bright lesion
+    phi = np.full(4, 0.5, dtype=np.float32)
+    unexpected = np.array([True, False, False, False])  # only the core lies where tissue should be
+    plain = anomaly_score(image, phi, "flair")
+    scored = anomaly_score(image, phi, "flair", unexpected=unexpected)
+    np.testing.assert_allclose(plain, [0, 0, 0.4, 0], atol=1e-6)
+    np.testing.assert_allclose(scored, [0.3, 0, 0.4, 0], atol=1e-6)
+    # T1 scores both directions anyway; the CSF rule still wins where the anatomy explains the voxel
+    np.testing.assert_allclose(anomaly_score(image, phi, "t1", unexpected=unexpected), [0.3, 0.3, 0.4, 0], atol=1e-6)
+    explained = np.array([True, False, False, False])
+    assert anomaly_score(image, phi, "flair", explained=explained, unexpected=unexpected)[0] == 0

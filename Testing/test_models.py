@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from disanatdetect.models import DAL, DALConfig, build_model, class_intensities, differentiable_one_hot, edge_map
+from disanatdetect.models import (DAL, DALConfig, ImagingConfig, build_model, class_intensities,
+                                  differentiable_one_hot, edge_map, imaging_information)
 from disanatdetect.synth.slice_synthesis import SynthesisConfig
 from disanatdetect.train import TrainConfig, ValidationConfig, train
 
@@ -47,6 +48,43 @@ def test_class_intensities_are_robust_medians():
     values = class_intensities(image, anatomy)
     assert values[0, 3] == pytest.approx(0.7)
     assert values[0, 0] == 0
+
+
+def _tissue_and_field(shape):
+    """Piecewise-constant tissue (grey/white stripes) times a smooth multiplicative field, as a scanner makes it."""
+    grid = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in shape], indexing="ij")
+    labels = torch.where(torch.sin(6 * grid[-1]) > 0, 2, 3)
+    field = torch.exp(0.4 * torch.sin(1.5 * grid[-1]) - 0.3 * grid[-2] ** 2)  # not a polynomial
+    image = torch.where(labels == 2, 0.4, 0.8) * field
+    one_hot = torch.nn.functional.one_hot(labels, 4).movedim(-1, 0).float()
+    return image[None, None], one_hot[None], field[None, None]
+
+
+@pytest.mark.parametrize("shape", [(64, 56), (20, 64, 56)])
+def test_imaging_information_follows_a_smooth_field(shape):
+    image, anatomy, field = _tissue_and_field(shape)
+    config = ImagingConfig(bias_degree=3)
+    intensities, estimate = imaging_information(image, anatomy, config=config)
+    rendered = (anatomy * intensities.reshape(1, 4, *[1] * len(shape))).sum(1, keepdim=True) * estimate
+    assert (rendered - image).abs().max() < 0.1 * image.max()  # the field is carried into the rendering
+    _, uniform = imaging_information(image, anatomy, config=ImagingConfig(bias_degree=0))
+    flat = (anatomy * class_intensities(image, anatomy).reshape(1, 4, *[1] * len(shape))).sum(1, keepdim=True)
+    assert torch.equal(uniform, torch.ones_like(image))  # 1.0.0: one value per class, the field is in the residual
+    assert (flat - image).abs().max() > 3 * (rendered - image).abs().max()
+
+
+def test_a_lesion_outside_the_trusted_voxels_does_not_shape_the_field():
+    image, anatomy, _ = _tissue_and_field((64, 56))
+    lesion = torch.zeros_like(image, dtype=torch.bool)
+    lesion[..., 24:40, 20:36] = True
+    lesioned = torch.where(lesion, 2.0, image)
+    config = ImagingConfig(bias_degree=3)
+    _, clean = imaging_information(image, anatomy, config=config)
+    _, trusted = imaging_information(lesioned, anatomy, ~lesion, config)
+    careless = ImagingConfig(bias_degree=3, first_tolerance=9.0, tolerance=9.0)
+    _, blind = imaging_information(lesioned, anatomy, None, careless)
+    assert (trusted - clean)[lesion].abs().max() < 0.05
+    assert (blind - clean)[lesion].abs().max() > 0.2  # counted, the lesion would have been absorbed
 
 
 def test_registry_builds_models_by_name():

@@ -93,6 +93,12 @@ def test_lesions_change_the_image_only_around_the_lesion(synthesiser):
             far = ~torch.nn.functional.max_pool2d(lesion[None, None].float(), 9, 1, 4)[0, 0].bool()
             # the per-slice normalisation may rescale the whole image a little
             assert difference[lesion].mean() > 3 * difference[far].mean()
+        # the lesioned image without its lesion (the PHI's target) is the lesioned image away from the lesion
+        near = torch.nn.functional.max_pool2d(lesion[None, None].float(), 9, 1, 4)[0, 0].bool()
+        healthy_part = (batch["image_lesioned"][index, 0] - batch["image_displaced"][index, 0]).abs()
+        assert healthy_part[~near].mean() < 0.02
+        if lesion.sum() > 20:
+            assert healthy_part[lesion].mean() > 3 * healthy_part[~near].mean()
 
 
 def test_forced_modality_and_no_lesions(synthesiser):
@@ -139,6 +145,17 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, l
     assert a["step"] == b["step"] == 4
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
+
+
+def test_a_restarted_run_replaces_the_logs_of_the_one_before(tmp_path, label_maps):
+    config = _config(tmp_path, label_maps, 4)
+    config.log_every = 2
+    train(config, progress=False)
+    config.steps = 2
+    train(config, resume=False, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [2]
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 2
 
 
 def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path, label_maps):

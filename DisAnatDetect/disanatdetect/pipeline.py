@@ -50,6 +50,7 @@ class DetectionConfig:
     batch_size: int = 16
     anatomy_weight: float = 0.0
     explain_csf: bool = True  # no score where scan and restored anatomy agree on CSF
+    score_missing_tissue: bool = True  # darker than the PHI counts where the restored anatomy expects tissue
     min_atlas_overlap: float = 0.8  # share of the registered brain inside the atlas brain; below: failure
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
@@ -81,6 +82,7 @@ class Reconstruction:
     intensities: np.ndarray  # per tissue class: the imaging information
     pseudo_healthy: np.ndarray
     disagreement: np.ndarray  # 1 - agreement of encoded and restored anatomy
+    field: np.ndarray  # the imaging information's multiplicative field (ones without one)
 
 
 @dataclass
@@ -135,15 +137,19 @@ def infer_modality(intensities: np.ndarray) -> str:
 
 def anomaly_score(image: np.ndarray, pseudo_healthy: np.ndarray, modality: str,
                   anatomy_disagreement: np.ndarray | None = None, anatomy_weight: float = 0.0,
-                  explained: np.ndarray | None = None) -> np.ndarray:
+                  explained: np.ndarray | None = None, unexpected: np.ndarray | None = None) -> np.ndarray:
     """Residual between scan and pseudo-healthy image, signed by the modality, plus optional anatomy disagreement.
 
     ``explained`` marks voxels the anatomy accounts for as healthy CSF (the scan's anatomy and the restored
     anatomy both say CSF): their residual is partial volume and CSF's wide intensity range, not a lesion, and it
-    is what blinds intensity-based detection on T2.
+    is what blinds intensity-based detection on T2. ``unexpected`` marks voxels where the restored anatomy puts
+    tissue that the scan's anatomy does not show: there a residual counts in both directions, so that the dark
+    necrotic core of a tumour on FLAIR or T2 (which reads as CSF inside white matter) is part of the lesion.
     """
     residual = image - pseudo_healthy
     score = np.maximum(residual, 0) if LESION_SIGN[modality] > 0 else np.abs(residual)
+    if unexpected is not None and LESION_SIGN[modality] > 0:
+        score = np.where(unexpected, np.abs(residual), score)
     if anatomy_disagreement is not None and anatomy_weight:
         score = score + anatomy_weight * anatomy_disagreement
     if explained is not None:
@@ -174,20 +180,20 @@ def reconstruct(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, at
                 config: DetectionConfig = DetectionConfig(), device: torch.device = torch.device("cpu"),
                 progress: ProgressCallback | None = None, should_cancel: Callable[[], bool] | None = None,
                 encoded_probabilities: np.ndarray | None = None) -> Reconstruction:
-    """The pseudo-healthy image of a normalised image on the working grid, in two passes over the slices.
+    """The pseudo-healthy image of a normalised image on the working grid, in three passes over the slices.
 
-    Pass 1 encodes the anatomy of every slice; the per-class intensities (imaging information) are then measured
-    over the whole brain, which is more robust than per slice. Pass 2 restores and renders.
-    ``encoded_probabilities``, pass 1's result for this image by the same encoder, skips pass 1.
+    Pass 1 encodes the anatomy of every slice, pass 2 restores it; the imaging information (per-class intensities
+    and the field) is then measured over the whole brain in 3D, which is more robust than per slice. Pass 3
+    renders. ``encoded_probabilities``, pass 1's result for this image by the same encoder, skips pass 1.
     """
     slices = _slices_with_brain(brain)
     k = atlas.priors.shape[0]
     priors = torch.from_numpy(atlas.priors).to(device)
     image_t = torch.from_numpy(image).to(device)
-    restored = np.zeros(image.shape, dtype=np.uint8)
     disagreement = np.zeros(image.shape, dtype=np.float32)
     pseudo_healthy = np.zeros(image.shape, dtype=np.float32)
-    total = (1 if encoded_probabilities is not None else 2) * max(1, len(slices))
+    passes = 1 + (encoded_probabilities is None) + bool(model.config.use_restoration)
+    total = passes * max(1, len(slices))
     done = 0
 
     def step(count: int) -> None:
@@ -222,25 +228,39 @@ def reconstruct(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, at
             encoded_probabilities[:, batch] = probabilities.permute(1, 0, 2, 3).cpu().numpy()
             step(len(batch))
     encoded = encoded_probabilities.argmax(0).astype(np.uint8)
-    labels, values = encoded[brain], image[brain]
-    intensities = np.zeros(k, dtype=np.float32)
-    for c in range(1, k):
-        selected = values[labels == c]
-        intensities[c] = np.median(selected) if selected.size else np.median(values)
-    intensities_t = torch.from_numpy(intensities).to(device)
-    for batch in _batches(slices, config.batch_size):
+
+    def encoded_anatomy(batch: np.ndarray) -> torch.Tensor:  # one-hot, or soft in the ablation
         probabilities = torch.from_numpy(encoded_probabilities[:, batch]).permute(1, 0, 2, 3).to(device)
-        encoded_anatomy = model.one_hot(torch.log(probabilities + 1e-8))  # one-hot, or soft in the ablation
-        if model.config.use_restoration:
-            probabilities = inside_brain(F.softmax(model.restore(encoded_anatomy, slice_priors(batch)), 1), batch)
-        restored_anatomy = model.one_hot(torch.log(probabilities + 1e-8))
-        rendered = model.render(restored_anatomy, intensities_t.expand(len(batch), -1))
+        return model.one_hot(torch.log(probabilities + 1e-8))
+
+    restored_probabilities = encoded_probabilities
+    if model.config.use_restoration:
+        restored_probabilities = np.zeros_like(encoded_probabilities)
+        restored_probabilities[0] = 1.0
+        for batch in _batches(slices, config.batch_size):
+            logits = model.restore(encoded_anatomy(batch), slice_priors(batch))
+            restored_probabilities[:, batch] = inside_brain(F.softmax(logits, 1), batch).permute(1, 0, 2, 3).cpu() \
+                .numpy()
+            step(len(batch))
+    restored = restored_probabilities.argmax(0).astype(np.uint8)
+
+    # The imaging information of the whole volume, read where the scan's anatomy and the restored one agree (a
+    # lesion, where they differ, does not shape it).
+    volume_anatomy = model.one_hot(torch.log(torch.from_numpy(restored_probabilities).to(device) + 1e-8))[None]
+    trusted = torch.from_numpy((encoded == restored) & brain).to(device)[None, None]
+    intensities_t, field = model.imaging_information(image_t[None, None], volume_anatomy, trusted)
+    del volume_anatomy
+    intensities_t, field = intensities_t[0], field[0, 0]
+    for batch in _batches(slices, config.batch_size):
+        anatomy = torch.from_numpy(restored_probabilities[:, batch]).permute(1, 0, 2, 3).to(device)
+        rendered = model.render(model.one_hot(torch.log(anatomy + 1e-8)), intensities_t.expand(len(batch), -1),
+                                field[batch].unsqueeze(1))
         pseudo_healthy[batch] = rendered[:, 0].cpu().numpy()
-        restored[batch] = probabilities.max(1).indices.cpu().numpy()  # argmax, faster on CPU
-        disagreement[batch] = (1 - (encoded_anatomy * probabilities).sum(1)).cpu().numpy()
+        disagreement[batch] = (1 - (encoded_anatomy(batch) * anatomy).sum(1)).cpu().numpy()
         step(len(batch))
     pseudo_healthy = np.where(brain, pseudo_healthy, 0).astype(np.float32)
-    return Reconstruction(encoded_probabilities, encoded, restored, intensities, pseudo_healthy, disagreement)
+    return Reconstruction(encoded_probabilities, encoded, restored, intensities_t.cpu().numpy(), pseudo_healthy,
+                          disagreement, field.cpu().numpy())
 
 
 def score_reconstruction(image: np.ndarray, brain: np.ndarray, reconstruction: Reconstruction, atlas: Atlas,
@@ -249,7 +269,10 @@ def score_reconstruction(image: np.ndarray, brain: np.ndarray, reconstruction: R
     r = reconstruction
     modality = infer_modality(r.intensities) if config.modality == "auto" else config.modality
     explained = (r.encoded == CSF) & (r.restored == CSF) if config.explain_csf else None
-    score = anomaly_score(image, r.pseudo_healthy, modality, r.disagreement, config.anatomy_weight, explained)
+    unexpected = ((r.encoded != r.restored) & np.isin(r.restored, (GREY_MATTER, WHITE_MATTER))
+                  if config.score_missing_tissue else None)
+    score = anomaly_score(image, r.pseudo_healthy, modality, r.disagreement, config.anatomy_weight, explained,
+                          unexpected)
     score = np.where(brain, score, 0)
     anomaly = anomaly_map(score, brain, atlas.config.spacing_mm, config.postprocess)
     return AtlasSpaceResult(image, brain, r.pseudo_healthy, modality, score, anomaly, r.encoded, r.restored,

@@ -8,8 +8,9 @@ anatomy twice healthy and once with a training lesion. One step optimises four t
 - invariance: the two contrasts of one brain must give one anatomy;
 - restoration: rebuild the healthy anatomy from the edges of what the encoder makes of the lesioned image, and of
   the true anatomy with the lesion filled by a wrong tissue, so that abnormal structures are dropped;
-- rendering: the decoder reproduces the image from anatomy + imaging information (from the true labels and,
-  through the differentiable one-hot, from the encoded anatomy).
+- rendering: the decoder reproduces the image from anatomy + imaging information (per-class intensities and a
+  smooth field), from the true labels, through the differentiable one-hot from the encoded anatomy, and from the
+  restored anatomy of the lesioned image, whose target is that image without its lesion (the inference path).
 
 The autoencoder baselines see the same healthy images and minimise their reconstruction error (of the clean image
 from a coarse-noise-corrupted one, for the denoising autoencoder). Each step's data depends only on (seed, step),
@@ -34,7 +35,7 @@ from torch.nn import functional as F
 
 from disanatdetect.atlas import AtlasConfig, load_atlas
 from disanatdetect.figures import training_curves
-from disanatdetect.models import DALConfig, build_model, class_intensities
+from disanatdetect.models import DALConfig, build_model
 from disanatdetect.synth.label_bank import BankConfig, label_map_paths, load_bank, subject_name
 from disanatdetect.synth.slice_synthesis import SliceSynthesiser, SynthesisConfig
 from disanatdetect.synth.structures import MODALITY_PRESETS
@@ -43,6 +44,7 @@ DEFAULT_LABEL_MAPS = "../shared/data/anatomy/synthseg"
 CHECKPOINT = "last.pt"
 LOG = "log.jsonl"
 VALIDATION_LOG = "validation.jsonl"
+CURVES = "training_curves.png"
 
 
 @dataclass
@@ -94,7 +96,7 @@ class TrainConfig(LoopConfig):
     weight_restoration: float = 1.0
     weight_rendering: float = 1.0
     model: DALConfig = field(default_factory=lambda: DALConfig(encoder_channels=12, restoration_channels=12,
-                                                               decoder_channels=8))
+                                                               decoder_channels=8, bias_degree=3))
 
 
 @dataclass
@@ -145,12 +147,21 @@ def training_losses(model, batch: dict[str, torch.Tensor], config: TrainConfig,
         restored = model.restore(corrupted, torch.cat([priors, priors]))
     restoration = segmentation_loss(restored.float(), torch.cat([batch["labels_lesioned"]] * 2))
 
+    # rendering: of the true and the encoded anatomy of a healthy image, and, as at inference, of the restored
+    # anatomy of the lesioned image with imaging information read where encoder and restoration agree; the last
+    # one's target is the same image without its lesion
     true_one_hot = F.one_hot(labels, k).permute(0, 3, 1, 2).float()
-    intensities = class_intensities(batch["image_a"], true_one_hot)
+    intensities, field = model.imaging_information(batch["image_a"], true_one_hot)
+    restored_lesioned = restored[:labels.shape[0]].detach().float()
+    agree = (restored_lesioned.max(1, keepdim=True).indices == encoded_lesioned[:, None])
+    restored_lesioned = model.one_hot(restored_lesioned)
+    lesioned_intensities, lesioned_field = model.imaging_information(batch["image_lesioned"], restored_lesioned,
+                                                                     agree)
     with _autocast(config, labels.device):
-        rendered = model.render(torch.cat([true_one_hot, model.one_hot(logits_a)]),
-                                torch.cat([intensities, intensities]))
-    target = torch.cat([batch["image_a"], batch["image_a"]])
+        rendered = model.render(torch.cat([true_one_hot, model.one_hot(logits_a), restored_lesioned]),
+                                torch.cat([intensities, intensities, lesioned_intensities]),
+                                torch.cat([field, field, lesioned_field]))
+    target = torch.cat([batch["image_a"], batch["image_a"], batch["image_displaced"]])
     rendering = (rendered.float() - target).abs().mean() * 10.0  # image errors ~0.05; to the others' scale
 
     return {"anatomy": anatomy, "invariance": invariance, "restoration": restoration, "rendering": rendering}
@@ -295,6 +306,9 @@ def train(config: TrainConfig | BaselineTrainConfig, resume: bool = True, progre
         optimiser.load_state_dict(state["optimiser"])
         start = int(state["step"])
         log(f"resumed from {checkpoint_path} at step {start}")
+    else:  # a new run: the logs of any run it replaces go with it
+        for name in (LOG, VALIDATION_LOG, CURVES):
+            (out / name).unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress, desc="train")
     running: dict[str, float] = {}

@@ -3,11 +3,12 @@
 from disanatdetect.models import autoencoders, dal  # noqa: F401  (register "ae", "dae", "dal")
 from disanatdetect.models.autoencoders import (AutoencoderConfig, ConvAutoencoder, DenoisingAutoencoder,
                                                DenoisingConfig)
-from disanatdetect.models.dal import DAL, DALConfig, class_intensities, edge_map
+from disanatdetect.models.dal import DAL, DALConfig, edge_map
+from disanatdetect.models.imaging import ImagingConfig, class_intensities, imaging_information
 from disanatdetect.models.onehot import differentiable_one_hot
 from disanatdetect.models.registry import MODELS, build_model, register
 from disanatdetect.models.unet import UNet2d
 
 __all__ = ["AutoencoderConfig", "ConvAutoencoder", "DAL", "DALConfig", "DenoisingAutoencoder", "DenoisingConfig",
-           "MODELS", "UNet2d", "build_model", "class_intensities",
-           "differentiable_one_hot", "edge_map", "register"]
+           "ImagingConfig", "MODELS", "UNet2d", "build_model", "class_intensities", "differentiable_one_hot",
+           "edge_map", "imaging_information", "register"]

@@ -3,7 +3,8 @@
 Four parts, each a small 2D network or a fixed operator:
 
 - ``anatomy_encoder``: scan slice (+ atlas priors) -> K tissue logits -> one-hot anatomical image (no contrast);
-- imaging information: the scan's robust intensity per tissue class (:func:`class_intensities`);
+- imaging information: the scan's robust intensity per tissue class times a smooth field that follows its
+  inhomogeneity (:mod:`disanatdetect.models.imaging`);
 - ``restoration``: the anatomy's edges (+ priors) -> healthy anatomy; abnormal regions, which leave only an outline
   in the edge map, are filled with the tissue that belongs there;
 - ``decoder``: anatomy + imaging information -> image in the scan's contrast (FiLM-conditioned U-Net on top of
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from disanatdetect.models.imaging import ImagingConfig, imaging_information, piecewise_image
 from disanatdetect.models.onehot import differentiable_one_hot
 from disanatdetect.models.registry import register
 from disanatdetect.models.unet import UNet2d
@@ -35,6 +37,11 @@ class DALConfig:
     use_priors: bool = True
     hard_one_hot: bool = True
     use_restoration: bool = True
+    bias_degree: int = 0  # of the imaging information's field (0: one intensity per class, as in 1.0.0)
+
+    @property
+    def imaging(self) -> ImagingConfig:
+        return ImagingConfig(bias_degree=self.bias_degree)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,27 +51,6 @@ def edge_map(anatomy: torch.Tensor) -> torch.Tensor:
     """High-pass of each class channel: |x - 3x3 mean of x|, non-zero only at tissue boundaries."""
     local_mean = F.avg_pool2d(anatomy, 3, stride=1, padding=1, count_include_pad=False)
     return (anatomy - local_mean).abs() * 2.0
-
-
-def class_intensities(image: torch.Tensor, anatomy: torch.Tensor) -> torch.Tensor:
-    """Median intensity of ``image`` ``[B, 1, H, W]`` in each class of ``anatomy`` ``[B, K, H, W]`` -> ``[B, K]``.
-
-    A median, not a mean, so that a lesion occupying part of a class barely moves it. Classes absent from a
-    sample get the mean of the present classes' medians.
-    """
-    labels = anatomy.max(1).indices.flatten(1)  # argmax along dim 1, faster on CPU
-    pixels = image[:, 0].flatten(1)
-    values = torch.zeros(anatomy.shape[:2], device=image.device, dtype=image.dtype)
-    present = torch.zeros(anatomy.shape[:2], dtype=torch.bool, device=image.device)
-    for k in range(1, anatomy.shape[1]):  # one call per class for the whole batch: no per-sample loop or sync
-        inside = labels == k
-        values[:, k] = torch.nanmedian(torch.where(inside, pixels, torch.nan), dim=1).values
-        present[:, k] = inside.any(1)
-    values = torch.where(present, values, 0.0)
-    fallback = values.sum(1, keepdim=True) / present.sum(1, keepdim=True).clamp(min=1)
-    values = torch.where(present, values, fallback)
-    values[:, 0] = 0.0  # background is zero after skull stripping
-    return values
 
 
 @register("dal")
@@ -92,30 +78,35 @@ class DAL(nn.Module):
         """Healthy-anatomy logits rebuilt from the edges of ``anatomy`` alone (plus the priors)."""
         return self.restoration(self._with_priors(edge_map(anatomy), priors))
 
-    def render(self, anatomy: torch.Tensor, intensities: torch.Tensor) -> torch.Tensor:
-        """Image ``[B, 1, H, W]`` of ``anatomy`` in the contrast given by per-class ``intensities`` ``[B, K]``."""
-        piecewise = (anatomy * intensities[:, :, None, None]).sum(1, keepdim=True)
+    def render(self, anatomy: torch.Tensor, intensities: torch.Tensor,
+               field: torch.Tensor | None = None) -> torch.Tensor:
+        """Image ``[B, 1, H, W]`` of ``anatomy`` in the contrast given by per-class ``intensities`` ``[B, K]``
+        and the multiplicative ``field`` ``[B, 1, H, W]`` (none: uniform)."""
+        piecewise = piecewise_image(anatomy, intensities)
         residual = self.decoder(torch.cat([anatomy, piecewise], 1), intensities)
-        return (piecewise + residual) * (anatomy[:, :1] < 0.5)  # background stays zero
+        image = (piecewise + residual) * (anatomy[:, :1] < 0.5)  # background stays zero
+        return image if field is None else image * field
+
+    def imaging_information(self, image: torch.Tensor, anatomy: torch.Tensor,
+                            trusted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-class intensities and field of ``image`` read with ``anatomy`` (see :mod:`~.imaging`)."""
+        return imaging_information(image, anatomy, trusted, self.config.imaging)
 
     @torch.inference_mode()
-    def pseudo_healthy(self, image: torch.Tensor, priors: torch.Tensor,
-                       intensities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Inference for a batch of slices: encoded and restored anatomy (probabilities) and the PHI.
-
-        ``intensities`` are normally measured over the whole volume (see :mod:`disanatdetect.pipeline`);
-        without them they are measured on these slices.
-        """
+    def pseudo_healthy(self, image: torch.Tensor, priors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inference for a batch of slices, each on its own: encoded and restored anatomy (probabilities) and the
+        PHI. The detector measures the imaging information over the whole volume instead
+        (:mod:`disanatdetect.pipeline`)."""
         encoded = self.one_hot(self.encode(image, priors))
-        if intensities is None:
-            intensities = class_intensities(image, encoded)
         if self.config.use_restoration:
             restored_probabilities = F.softmax(self.restore(encoded, priors), 1)
         else:
             restored_probabilities = encoded
         restored = differentiable_one_hot(torch.log(restored_probabilities + 1e-8), hard=self.config.hard_one_hot)
+        agree = encoded.max(1, keepdim=True).indices == restored.max(1, keepdim=True).indices
+        intensities, field = self.imaging_information(image, restored, agree)
         return {
             "encoded": encoded,
             "restored": restored_probabilities,
-            "pseudo_healthy": self.render(restored, intensities),
+            "pseudo_healthy": self.render(restored, intensities, field),
         }

@@ -208,17 +208,22 @@ class SliceSynthesiser:
         }
 
     def _render(self, structures: torch.Tensor, means: torch.Tensor, visible: torch.Tensor,
-                effects: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Image ``[B, 1, H, W]`` of sub-voxel ``structures`` ``[B, P, Hf, Wf]`` (normalised, zero where not
-        ``visible``)."""
-        batch, planes, fine = structures.shape[0], structures.shape[1], self.config.fine
+                effects: dict[str, torch.Tensor], scale: torch.Tensor | None = None) -> torch.Tensor:
+        """Image ``[B, 1, H, W]`` of sub-voxel ``structures`` ``[B, P, Hf, Wf]``, zero where not ``visible``,
+        normalised as at inference (or divided by a given ``scale`` ``[B, 1]``)."""
+        image = self._acquire(structures, means, effects) * visible
+        return self._normalise(image, visible, self._scale(image, visible) if scale is None else scale)
+
+    def _acquire(self, structures: torch.Tensor, means: torch.Tensor,
+                 effects: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the scanner measures of sub-voxel ``structures``, before normalisation ``[B, 1, H, W]``."""
+        batch = structures.shape[0]
         values = torch.gather(means, 1, structures.reshape(batch, -1)).reshape(structures.shape)
         image = self._to_voxels(values)  # partial volume
         image = _gaussian_blur(image * effects["texture"], effects["blur"])
         image = (image * effects["bias"]).clamp(min=0) ** effects["gamma"]
         image = self._lose_resolution(image, effects)
-        image = torch.sqrt((image + effects["noise"][0]) ** 2 + effects["noise"][1] ** 2)  # Rician
-        return self._normalise(image * visible, visible)
+        return torch.sqrt((image + effects["noise"][0]) ** 2 + effects["noise"][1] ** 2)  # Rician
 
     def _lose_resolution(self, image: torch.Tensor, effects: dict[str, torch.Tensor]) -> torch.Tensor:
         """Thick voxels along one in-plane axis, for the samples drawn to lose resolution."""
@@ -236,15 +241,18 @@ class SliceSynthesiser:
             out = torch.where(chosen[:, None, None, None], coarse, out)
         return out
 
-    def _normalise(self, image: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        """The inference normalisation: divide by a high percentile of the visible voxels, clip (per slice)."""
+    def _scale(self, image: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """The inference normalisation's scale: a high percentile of the visible voxels (per slice) ``[B, 1]``."""
         n = self.config.normalisation
         flat = torch.where(visible, image, torch.full_like(image, -1.0)).flatten(1)
         count = visible.flatten(1).sum(1)
         ordered = flat.sort(1, descending=True).values
         rank = ((1 - n.percentile / 100) * (count - 1).clamp(min=0)).long()
-        scale = torch.gather(ordered, 1, rank[:, None]).clamp(min=1e-6)
-        return torch.where(visible, (image / scale[:, :, None, None]).clamp(0, n.clip_max), 0.0)
+        return torch.gather(ordered, 1, rank[:, None]).clamp(min=1e-6)
+
+    def _normalise(self, image: torch.Tensor, visible: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return torch.where(visible, (image / scale[:, :, None, None]).clamp(0, self.config.normalisation.clip_max),
+                           0.0)
 
     def _to_voxels(self, values: torch.Tensor) -> torch.Tensor:
         """Mean of sub-voxel ``values`` ``[B, P, Hf, Wf]`` over each working-grid voxel -> ``[B, 1, H, W]``."""
@@ -265,7 +273,8 @@ class SliceSynthesiser:
               subjects: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The batch of (seed, step). Tensors on the device:
 
-        ``image_a``, ``image_b``, ``image_lesioned`` ``[B, 1, H, W]`` (normalised as at inference); ``labels``
+        ``image_a``, ``image_b``, ``image_lesioned`` and ``image_displaced`` (the lesioned image without its lesion:
+        what its PHI should be) ``[B, 1, H, W]`` (normalised as at inference); ``labels``
         (healthy tissue classes) and ``labels_lesioned`` (the healthy anatomy under the lesion's mass effect)
         ``[B, H, W]`` int64; ``lesion`` ``[B, H, W]`` bool; ``priors`` ``[B, K, H, W]`` (the atlas at the slice,
         undeformed: what registration provides). ``modality`` forces one preset contrast for every image;
@@ -308,10 +317,14 @@ class SliceSynthesiser:
         means_a, means_b = self._means(batch, generator, modality), self._means(batch, generator, modality)
         effects_a, effects_b = self._imaging_effects(batch, generator), self._imaging_effects(batch, generator)
         lesion = self._to_voxels(lesioned != displaced)[:, 0] > 0.5
+        # the lesioned image without its lesion is normalised as the lesioned image is: it is that image's PHI
+        lesioned_scan = self._acquire(lesioned, means_a, effects_a) * visible_lesioned
+        lesioned_scale = self._scale(lesioned_scan, visible_lesioned)
         return {
             "image_a": self._render(healthy, means_a, visible, effects_a),
             "image_b": self._render(healthy, means_b, visible, effects_b),
-            "image_lesioned": self._render(lesioned, means_a, visible_lesioned, effects_a),
+            "image_lesioned": self._normalise(lesioned_scan, visible_lesioned, lesioned_scale),
+            "image_displaced": self._render(displaced, means_a, visible_lesioned, effects_a, lesioned_scale),
             "labels": labels,
             "labels_lesioned": labels_lesioned,
             "lesion": lesion,
