@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from disanatdetect.train import DEFAULT_LABEL_MAPS, TrainConfig, _build, _channels_last, build_synthesisers
+from disanatdetect.data_paths import DEFAULT_LABEL_MAPS
+from disanatdetect.train import TrainConfig, _build, _channels_last, build_synthesisers
 
 SETTINGS = {
     "fp32, contiguous": dict(precision="fp32", channels_last=False),

@@ -22,7 +22,9 @@ from disanatdetect.synth.label_bank import load_bank
 from disanatdetect.synth.slice_synthesis import SliceSynthesiser, SynthesisConfig
 from disanatdetect.atlas import GREY_MATTER, load_atlas
 from disanatdetect.synth.structures import DEEP_GREY_MATTER, MODALITY_PRESETS
-from disanatdetect.train import DEFAULT_LABEL_MAPS, LoopConfig, ValidationConfig, split_subjects
+from disanatdetect.data_paths import DEFAULT_LABEL_MAPS
+from disanatdetect.synth.label_bank import split_subjects
+from disanatdetect.train import LoopConfig, ValidationConfig
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from disanatdetect.models import DALConfig
-from disanatdetect.synth.slice_synthesis import SynthesisConfig
-from disanatdetect.train import DEFAULT_LABEL_MAPS, TrainConfig, ValidationConfig, fit_batch_size, train
+from disanatdetect.data_paths import DEFAULT_LABEL_MAPS
+from disanatdetect.train import TrainConfig, ValidationConfig, fit_batch_size, train
 
 BUDGET_MINUTES = 8.0
 

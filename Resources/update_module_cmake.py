@@ -14,7 +14,7 @@ in ``DisAnatDetect/CMakeLists.txt``. Everything outside the markers is kept.
 
 Scripts:   DisAnatDetect.py, DisAnatDetectLib/**/*.py, disanatdetect/**/*.py
 Resources: Resources/Icons/*.png, Resources/UI/*.ui,
-           disanatdetect/weights/*, disanatdetect/data/*
+           disanatdetect/weights/*, disanatdetect/data/*, disanatdetect/data/*/*
 
 Usage (from anywhere):
 
@@ -43,6 +43,7 @@ RESOURCE_GLOBS = (
     "Resources/UI/*.ui",
     "disanatdetect/weights/*",
     "disanatdetect/data/*",
+    "disanatdetect/data/*/*",
 )
 
 # Never listed: caches, compiled files, editor and OS leftovers.

@@ -13,7 +13,8 @@ import json
 import torch
 
 from disanatdetect.bundle import load_bundle
-from disanatdetect.train import DEFAULT_LABEL_MAPS, TrainConfig, build_synthesisers, validate
+from disanatdetect.data_paths import DEFAULT_LABEL_MAPS
+from disanatdetect.train import TrainConfig, build_synthesisers, validate
 
 
 def main() -> None:

@@ -79,14 +79,15 @@ def test_missing_manifest_is_a_model_error(tmp_path):
         load_bundle(tmp_path / "manifest.json")
 
 
-def test_recalibration_rewrites_only_the_thresholds(tiny_bundle, tmp_path):
+def test_recalibration_rewrites_only_the_thresholds(tiny_bundle, tmp_path, label_maps):
     from disanatdetect.calibration import CalibrationConfig, recalibrate
 
     copy = tmp_path / "bundle"
     shutil.copytree(tiny_bundle.parent, copy)
     before = json.loads((copy / "manifest.json").read_text())
     config = CalibrationConfig(volumes_per_modality=1, modalities=("t2",), false_positive_rate=0.5,
-                               max_false_positive_ml=1e9)
+                               max_false_positive_ml=1e9, label_maps=str(label_maps), holdout_subjects=1,
+                               real_scans=())
     thresholds = recalibrate(copy / "manifest.json", config)
     after = json.loads((copy / "manifest.json").read_text())
     assert after["thresholds"] == thresholds and set(thresholds) == {"t2", "default"}

@@ -111,3 +111,84 @@ def test_label_map_and_4d_inputs_are_refused(tmp_path, tiny_bundle, capsys):
         error = capsys.readouterr().err.strip()
         assert message in error and len(error.splitlines()) == 1
         assert not out.exists()
+
+
+def test_shipped_demo_scan_is_readable_with_its_geometry():
+    """The demo's real FLAIR and its reference: int16 and uint8 NIfTI on one grid, the whole lesion inside."""
+    from disanatdetect.cli import DEMO_SCAN_DIR
+
+    flair, reference = (nibabel.load(DEMO_SCAN_DIR / name) for name in ("flair.nii.gz", "reference.nii.gz"))
+    assert flair.get_data_dtype() == np.int16 and reference.get_data_dtype() == np.uint8
+    assert flair.shape == reference.shape == (137, 170, 139)
+    np.testing.assert_allclose(flair.affine, reference.affine)
+    np.testing.assert_allclose(np.abs(np.linalg.det(flair.affine[:3, :3])), 1.0)  # 1 mm voxels
+    image, labels = np.asarray(flair.dataobj), np.asarray(reference.dataobj)
+    assert (labels > 0).sum() / 1000 == pytest.approx(24.188)  # mL, the same as the uncropped reference
+    assert (image[labels > 0] > 0).all()  # the lesion lies in the brain
+    for axis in range(3):  # the crop leaves a margin of background around the head
+        assert not np.take(image, [0, -1], axis=axis).any()
+    volume = read_volume(DEMO_SCAN_DIR / "flair.nii.gz")  # the reader the pipeline uses sees the same geometry
+    np.testing.assert_allclose(volume.affine, flair.affine, atol=1e-5)
+    assert volume.shape == image.shape[::-1]
+
+
+def test_shipped_demo_scan_keeps_the_source_voxel_positions(real_data):
+    """Cropping moved no voxel: a voxel of the shipped files, carried through the two affines, is the same voxel of
+    the source case with the same value."""
+    from disanatdetect.cli import DEMO_CASE, DEMO_SCAN_DIR
+
+    for name in ("flair.nii.gz", "reference.nii.gz"):
+        shipped, source = nibabel.load(DEMO_SCAN_DIR / name), nibabel.load(real_data / DEMO_CASE / name)
+        shipped_array, source_array = np.asarray(shipped.dataobj), np.asarray(source.dataobj)
+        rng = np.random.default_rng(0)
+        voxels = np.concatenate([rng.integers(0, shipped.shape, size=(200, 3)),
+                                 np.argwhere(shipped_array > 0)[::997], [[0, 0, 0], np.array(shipped.shape) - 1]])
+        world = nibabel.affines.apply_affine(shipped.affine, voxels)
+        at_source = nibabel.affines.apply_affine(np.linalg.inv(source.affine), world)
+        np.testing.assert_allclose(at_source, np.round(at_source), atol=1e-4)
+        at_source = np.round(at_source).astype(int)
+        np.testing.assert_array_equal(shipped_array[tuple(voxels.T)], source_array[tuple(at_source.T)])
+        assert source_array.astype(np.int64).sum() == shipped_array.astype(np.int64).sum()  # nothing cut off
+
+
+def test_demo_refuses_another_contrast_for_the_shipped_scan(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "out"), "--modality", "t2", "--quiet"])
+    assert code == 2
+    assert "--synthetic" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_demo_detects_on_the_shipped_scan_and_draws_the_figure(tmp_path, capsys):
+    """``disanatdetect demo``: detect's outputs on the shipped scan's grid, the figure, the volume and the Dice."""
+    from disanatdetect.bundle import DEFAULT_BUNDLE
+    from disanatdetect.cli import DEMO_SCAN_DIR
+
+    if not DEFAULT_BUNDLE.exists():
+        pytest.skip("the shipped model bundle is not built")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "mL" in printed and "Dice" in printed and "demo.png" in printed
+    scan = nibabel.load(DEMO_SCAN_DIR / "flair.nii.gz")
+    for name in OUTPUT_NAMES[:3]:
+        output = nibabel.load(out / name)
+        assert output.shape == scan.shape
+        np.testing.assert_allclose(output.affine, scan.affine, atol=1e-4)
+    report = json.loads((out / "report.json").read_text())
+    assert report["modality"] == "flair" and report["input_shape"] == list(scan.shape)
+    assert (out / "input" / "reference.nii.gz").read_bytes() == (DEMO_SCAN_DIR / "reference.nii.gz").read_bytes()
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_demo_synthetic_case_still_runs(tmp_path, capsys):
+    from disanatdetect.bundle import DEFAULT_BUNDLE
+
+    if not DEFAULT_BUNDLE.exists():
+        pytest.skip("the shipped model bundle is not built")
+    out = tmp_path / "demo"
+    assert main(["demo", "--synthetic", "--out", str(out), "--modality", "t2", "--lesion", "ms", "--seed", "2",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((out / "report.json").read_text())["modality"] == "t2"
+    assert (out / "input" / "synthetic_t2.nii.gz").exists() and (out / "demo.png").exists()

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from disanatdetect.cli import OUTPUT_NAMES, main
 from disanatdetect.errors import InputError
 from disanatdetect.io import READABLE_SUFFIXES, Volume, read_volume
-from disanatdetect.pipeline import validate_input
+from disanatdetect.scan_checks import validate_input
 
 FUZZ_SCALE = int(os.environ.get("DISANATDETECT_FUZZ_SCALE", "1"))
 DTYPES = (np.uint8, np.int8, np.int16, np.uint16, np.int32, np.float32, np.float64)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from disanatdetect.pipeline import anomaly_score, infer_modality
+from disanatdetect.scoring import anomaly_score, infer_modality
 from disanatdetect.postprocess import PostprocessConfig, anomaly_map, erode, lesion_components, lesion_mask
 
 

@@ -12,7 +12,7 @@ import torch
 
 from disanatdetect.synth.label_bank import label_map_paths, load_bank
 from disanatdetect.synth.slice_synthesis import SliceSynthesiser, SynthesisConfig
-from disanatdetect.synth.structures import (FIRST_LESION, HEAD, N_STRUCTURES, Structure, freesurfer_lookup,
+from disanatdetect.synth.structures import (FIRST_LESION, HEAD, Structure, freesurfer_lookup,
                                             preset_means, tissue_class_table)
 from disanatdetect.synth.training_lesions import LESION_KINDS
 from disanatdetect.train import (TrainConfig, ValidationConfig, batch_for_memory, load_run_config, tissue_dice,
@@ -137,6 +137,8 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, l
     train(interrupted, progress=False)
     stopped = torch.load(tmp_path / "pieces" / "last.pt", weights_only=True)["step"]
     assert 0 < stopped < 4
+    with (tmp_path / "pieces" / "log.jsonl").open("a") as log:  # as a run killed after its checkpoint leaves it
+        log.write(json.dumps({"step": stopped + 1, "total": 0.0}) + "\n")
     resumed = load_run_config(tmp_path / "pieces")
     resumed.max_minutes = 0.0
     train(resumed, resume=True, progress=False)
@@ -145,6 +147,8 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, l
     assert a["step"] == b["step"] == 4
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
+    steps = [json.loads(line)["step"] for line in (tmp_path / "pieces" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # each step once: the killed run's record past its checkpoint was dropped
 
 
 def test_a_restarted_run_replaces_the_logs_of_the_one_before(tmp_path, label_maps):

@@ -14,9 +14,10 @@ import torch
 
 from disanatdetect.atlas import load_atlas
 from disanatdetect.bundle import Bundle, load_bundle
-from disanatdetect.pipeline import (LESION_SIGN, AtlasSpaceResult, DetectionConfig, anomaly_score,
-                                    resolve_device)
+from disanatdetect.detection import AtlasSpaceResult, DetectionConfig
+from disanatdetect.devices import resolve_device
 from disanatdetect.postprocess import PostprocessConfig, anomaly_map
+from disanatdetect.scoring import LESION_SIGN, anomaly_score
 
 
 def _modality(config: DetectionConfig) -> str:

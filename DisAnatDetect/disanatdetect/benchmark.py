@@ -19,7 +19,8 @@ import torch
 
 from disanatdetect.atlas import load_atlas
 from disanatdetect.io import Volume, read_volume, write_volume
-from disanatdetect.pipeline import DetectionConfig, _Stopwatch, prepare_scan, to_input_grid
+from disanatdetect.detection import Stopwatch
+from disanatdetect.pipeline import DetectionConfig, analyse_prepared, prepare_scan
 from disanatdetect.synth.cases import synthetic_case
 
 
@@ -65,14 +66,10 @@ def _peak_rss_mb() -> float:
 
 def _time_method(method, volume_path: Path, config: DetectionConfig, atlas, out_dir: Path) -> dict[str, float]:
     """One full run: every stage from reading the file to writing the outputs."""
-    laps = _Stopwatch()
+    laps = Stopwatch()
     volume = read_volume(volume_path)
     laps.lap("read")
-    prepared = prepare_scan(volume, atlas, config, laps)
-    result = method.analyse(prepared.image, prepared.brain, config)
-    laps.lap("reconstruct")
-    detection = to_input_grid(prepared, result, atlas, method.threshold_for(result.modality), config)
-    laps.lap("resample_back")
+    detection = analyse_prepared(method, prepare_scan(volume, atlas, config, laps), atlas, config, stopwatch=laps)
     for name in ("pseudo_healthy", "anomaly_map", "lesion_mask"):
         write_volume(getattr(detection, name), out_dir / f"{name}.nii.gz")
     laps.lap("write")

@@ -1,12 +1,15 @@
-"""Label-free thresholds: from the anomaly maps of healthy synthetic validation volumes.
+"""Label-free thresholds: from the anomaly maps of healthy scans, made by the detector's own path.
 
-No lesion label is used. A modality's threshold is the higher of two limits measured on healthy volumes, after
-the same post-processing as in detection:
+No lesion label is used. The healthy scans are rendered from the held-out label maps (subjects the model never
+saw) as a scanner delivers them (:mod:`~disanatdetect.synth.healthy_scans`: off the atlas, with bias and noise),
+joined by the real healthy scans of the given folders, and each goes through registration, analysis and the way
+back to its own grid, exactly as in ``detect``. A modality's threshold is the higher of two limits:
 
-- the score that only ``false_positive_rate`` of healthy brain voxels exceed (pooled over the volumes);
-- optionally, the lowest score at which no healthy volume keeps more than ``max_false_positive_ml`` of lesion
-  mask (after the minimum lesion size and the growth). Off in the release: with 0.5 mL over 8 volumes it raised
-  the FLAIR threshold from 0.31 to 0.67 and the T2 one from 0.18 to 0.37, and the real tumours fell below it.
+- the score that only ``false_positive_rate`` of healthy brain voxels exceed (pooled over the scans);
+- optionally, the lowest score at which no healthy scan keeps more than ``max_false_positive_ml`` of lesion mask
+  (after the minimum lesion size and the growth). Off in the release: with 0.5 mL over 8 volumes it raised the
+  FLAIR threshold of model 1.0.0 from 0.31 to 0.67 and the T2 one from 0.18 to 0.37, and the real tumours fell
+  below it.
 """
 
 from __future__ import annotations
@@ -14,28 +17,36 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from disanatdetect.atlas import Atlas
 from disanatdetect.bundle import Bundle, load_bundle
-from disanatdetect.pipeline import AnomalyMethod, DetectionConfig
+from disanatdetect.data_paths import DEFAULT_HEALTHY_SCANS, DEFAULT_LABEL_MAPS
+from disanatdetect.errors import InputError
+from disanatdetect.io import Volume
+from disanatdetect.pipeline import AnomalyMethod, DetectionConfig, analyse_prepared, prepare_scan
 from disanatdetect.postprocess import PostprocessConfig, lesion_mask
-from disanatdetect.preprocess import normalise_intensity
-from disanatdetect.synth.cases import synthetic_cases
 from disanatdetect.synth.contrast import MODALITIES
+from disanatdetect.synth.healthy_scans import HealthyScanConfig, render_healthy_scan
+from disanatdetect.synth.label_bank import load_bank, split_subjects
 
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """Healthy validation volumes per modality and the false positives the threshold allows on them."""
+    """Healthy scans per modality and the false positives the threshold allows on them."""
 
-    volumes_per_modality: int = 3
+    volumes_per_modality: int = 20  # rendered from the held-out subjects, in turn
     false_positive_rate: float = 0.001  # of brain voxels, pooled
-    max_false_positive_ml: float | None = None  # of lesion mask, in every volume; None: no such limit
+    max_false_positive_ml: float | None = None  # of lesion mask, in every scan; None: no such limit
     modalities: tuple[str, ...] = MODALITIES
-    seed: int = 10_000  # validation anatomies are disjoint from any training seed stream
+    seed: int = 10_000  # disjoint from any training seed stream
+    label_maps: str = DEFAULT_LABEL_MAPS
+    holdout_subjects: int = 4  # the training's held-out subjects: the last ones by name
+    real_scans: tuple[str, ...] = (DEFAULT_HEALTHY_SCANS,)  # case folders of real healthy scans (missing: skipped)
+    scan: HealthyScanConfig = field(default_factory=HealthyScanConfig)
 
 
 # Stored thresholds are rounded up to this many decimals, so that a stored threshold still keeps every healthy
@@ -45,7 +56,7 @@ THRESHOLD_DECIMALS = 5
 
 @dataclass
 class HealthyMap:
-    """The post-processed anomaly map of one healthy volume, on the working grid."""
+    """The post-processed anomaly map of one healthy scan, on its own grid."""
 
     anomaly: np.ndarray
     brain: np.ndarray
@@ -56,27 +67,38 @@ class HealthyMap:
         return float(np.prod(self.spacing_mm)) / 1000.0
 
 
-def healthy_maps(method: AnomalyMethod, modalities: tuple[str, ...], seed: int) -> dict[str, HealthyMap]:
-    """Run ``method`` on one healthy synthetic anatomy rendered in each of ``modalities``."""
-    maps = {}
-    for case in synthetic_cases(method.atlas, seed, modalities, lesion="none"):
-        brain = case.labels.array > 0
-        config = DetectionConfig(modality=case.modality)
-        image = normalise_intensity(case.image.array, brain, config.normalisation)
-        anomaly = method.analyse(image, brain, config).anomaly
-        maps[case.modality] = HealthyMap(anomaly, brain, case.image.spacing[::-1])
+def healthy_map(method: AnomalyMethod, volume: Volume, modality: str, atlas: Atlas) -> HealthyMap:
+    """The anomaly map ``detect`` makes of a healthy scan (no threshold: every voxel's score)."""
+    config = DetectionConfig(modality=modality)
+    prepared = prepare_scan(volume, atlas, config)
+    detection = analyse_prepared(method, prepared, atlas, config, threshold=math.inf)
+    return HealthyMap(detection.anomaly_map.array, prepared.input_brain, volume.spacing[::-1])
+
+
+def healthy_maps(method: AnomalyMethod, config: CalibrationConfig = CalibrationConfig()
+                 ) -> dict[str, list[HealthyMap]]:
+    """Per modality: the maps of ``config.volumes_per_modality`` rendered held-out scans and the real ones."""
+    from disanatdetect.evaluate import MODALITY_FILES, folder_cases
+
+    atlas = method.atlas
+    held_out = split_subjects(config.label_maps, config.holdout_subjects)[1]
+    bank = load_bank(held_out, atlas)
+    maps: dict[str, list[HealthyMap]] = {modality: [] for modality in config.modalities}
+    for modality in config.modalities:
+        for index in range(config.volumes_per_modality):
+            scan = render_healthy_scan(bank, index % len(held_out), modality, config.seed + index, atlas, config.scan)
+            maps[modality].append(healthy_map(method, scan, modality, atlas))
+    for folder in config.real_scans:
+        if not Path(folder).is_dir():
+            continue
+        try:
+            cases = list(folder_cases(folder, tuple(m for m in config.modalities if m in MODALITY_FILES)))
+        except InputError:  # no scan of these modalities there
+            continue
+        for case in cases:
+            if not case.reference.array.any():  # healthy cases only
+                maps[case.modality].append(healthy_map(method, case.image, case.modality, atlas))
     return maps
-
-
-def healthy_map(method: AnomalyMethod, modality: str, seed: int) -> HealthyMap:
-    """Run ``method`` on one healthy synthetic volume of ``modality``."""
-    return healthy_maps(method, (modality,), seed)[modality]
-
-
-def healthy_scores(method: AnomalyMethod, modality: str, seed: int) -> np.ndarray:
-    """Post-processed anomaly scores of the brain voxels of one healthy synthetic volume."""
-    healthy = healthy_map(method, modality, seed)
-    return healthy.anomaly[healthy.brain]
 
 
 def false_positive_ml(healthy: HealthyMap, threshold: float,
@@ -105,11 +127,8 @@ def lowest_clean_threshold(healthy: HealthyMap, max_ml: float,
 def calibrate_thresholds(method: AnomalyMethod,
                          config: CalibrationConfig = CalibrationConfig()) -> dict[str, float]:
     """One threshold per modality, plus "default" (the largest, i.e. the most conservative)."""
-    by_seed = [healthy_maps(method, config.modalities, config.seed + index)
-               for index in range(config.volumes_per_modality)]
     thresholds = {}
-    for modality in config.modalities:
-        maps = [seed_maps[modality] for seed_maps in by_seed]
+    for modality, maps in healthy_maps(method, config).items():
         pooled = np.concatenate([healthy.anomaly[healthy.brain] for healthy in maps])
         voxel_limit = float(np.quantile(pooled, 1 - config.false_positive_rate))
         volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps) \
@@ -123,7 +142,7 @@ def calibrate_thresholds(method: AnomalyMethod,
 def method_for(bundle: Bundle, device: str = "cpu") -> AnomalyMethod:
     """The anomaly method that runs ``bundle``: DAL, or a reconstruction baseline (AE, DAE)."""
     from disanatdetect.baselines import ReconstructionMethod
-    from disanatdetect.pipeline import DALMethod
+    from disanatdetect.dal_inference import DALMethod
 
     return DALMethod(bundle, device) if bundle.name == "dal" else ReconstructionMethod(bundle, device)
 

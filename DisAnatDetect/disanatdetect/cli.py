@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shlex
 import signal
 import sys
@@ -17,9 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from disanatdetect import __version__
+from disanatdetect.data_paths import DEFAULT_HEALTHY_SCANS, DEFAULT_LABEL_MAPS
 from disanatdetect.errors import InputError, ModelError
+from disanatdetect.outputs import OUTPUT_NAMES, detection_report, write_outputs
 
-OUTPUT_NAMES = ("pseudo_healthy.nii.gz", "anomaly_map.nii.gz", "lesion_mask.nii.gz", "report.json")
 EXIT_INPUT, EXIT_MODEL, EXIT_SYSTEM, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
@@ -81,76 +81,11 @@ class JsonProgress:
         pass
 
 
-def _write_outputs(out_dir: Path, result, report: dict, overwrite: bool) -> None:
-    """Write the four outputs as temporary files, then rename them all; on failure remove every temporary.
-
-    The renames run with SIGINT and SIGTERM held back, so an interruption yields all four outputs or none; a
-    folder this call created is removed again when nothing was written into it.
-    """
-    from disanatdetect.io import write_volume
-
-    targets = [out_dir / name for name in OUTPUT_NAMES]
-    existing = [path.name for path in targets if path.exists()]
-    if existing and not overwrite:
-        raise InputError(f"{out_dir} already holds {', '.join(existing)}; pass --overwrite or choose another --out.")
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []
-    started = time.perf_counter()
-    try:
-        for volume, target in zip((result.pseudo_healthy, result.anomaly_map, result.lesion_mask), targets):
-            temporary = target.with_name(f".{target.name}.{os.getpid()}.partial.nii.gz")
-            staged.append((temporary, target))
-            write_volume(volume, temporary)
-        report["timings_s"]["write"] = round(time.perf_counter() - started, 3)
-        temporary = targets[3].with_name(f".report.json.{os.getpid()}.partial")
-        staged.append((temporary, targets[3]))
-        temporary.write_text(json.dumps(report, indent=2) + "\n")
-        with _signals_held():
-            for temporary, target in staged:
-                os.replace(temporary, target)
-    finally:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
-        if created and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """Defer SIGINT and SIGTERM to the end of the block (main thread only; elsewhere a no-op)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, ValueError, OSError):  # no POSIX signals here
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
-
-
-def _report(result, input_path: str, volume, seconds_read: float) -> dict:
-    return {
-        "input": str(input_path),
-        "input_shape": list(volume.shape[::-1]),
-        "input_spacing_mm": [round(s, 4) for s in volume.spacing],
-        "modality": result.modality,
-        "threshold": round(result.threshold, 5),
-        "lesion_count": len(result.lesions),
-        "lesion_volume_ml": round(result.lesion_volume_ml, 3),
-        "lesions": result.lesions,
-        "timings_s": {"read": round(seconds_read, 3), **result.timings},
-        "model_version": result.model_version,
-        "software_version": __version__,
-    }
-
-
 def command_detect(args: argparse.Namespace) -> int:
     from disanatdetect.io import read_volume
     from disanatdetect.bundle import load_bundle
-    from disanatdetect.pipeline import DetectionConfig, Detector, resolve_device
+    from disanatdetect.devices import resolve_device
+    from disanatdetect.pipeline import DetectionConfig, Detector
 
     out_dir = Path(args.out)
     if not args.overwrite:
@@ -174,7 +109,7 @@ def command_detect(args: argparse.Namespace) -> int:
                                      progress=progress)
         finally:
             progress.close()
-        _write_outputs(out_dir, result, _report(result, args.input, volume, seconds_read), args.overwrite)
+        write_outputs(out_dir, result, detection_report(result, args.input, volume, seconds_read), args.overwrite)
     if json_progress:
         json_progress("done", 1.0, f"{result.modality}: {len(result.lesions)} lesion(s), "
                                    f"{result.lesion_volume_ml:.1f} mL (threshold {result.threshold:.3f})")
@@ -184,23 +119,57 @@ def command_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+# The real scan the demo runs on (package data, made by Resources/make_demo_scan.py; source and licence in its
+# README.md): TCGA-DU-7294, FLAIR, cropped to the head, with a lesion reference on the same grid.
+DEMO_SCAN_DIR = Path(__file__).resolve().parent / "data" / "demo"
+DEMO_CASE = "TCGA-DU-7294"
+
+
 def command_demo(args: argparse.Namespace) -> int:
-    from disanatdetect.atlas import load_atlas
+    """``detect`` on the shipped real FLAIR (or, with --synthetic, on a synthetic case), a figure, and the Dice."""
+    import shutil
+
     from disanatdetect.figures import detection_panel
     from disanatdetect.io import read_volume, write_volume
-    from disanatdetect.synth.cases import synthetic_case
+    from disanatdetect.metrics import dice
 
+    started = time.perf_counter()
     out_dir = Path(args.out)
-    case = synthetic_case(load_atlas(), args.seed, args.modality, args.lesion)
-    input_path = write_volume(case.image, out_dir / "input" / f"synthetic_{args.modality}.nii.gz")
-    write_volume(case.lesion_mask, out_dir / "input" / "reference.nii.gz")
+    if args.synthetic:
+        from disanatdetect.atlas import load_atlas
+        from disanatdetect.synth.cases import synthetic_case
+
+        modality = args.modality or "flair"
+        case = synthetic_case(load_atlas(), args.seed, modality, args.lesion)
+        input_path = write_volume(case.image, out_dir / "input" / f"synthetic_{modality}.nii.gz")
+        reference_path = write_volume(case.lesion_mask, out_dir / "input" / "reference.nii.gz")
+        title = f"Synthetic {modality.upper()} with a {args.lesion} (seed {args.seed})"
+    else:
+        if args.modality not in (None, "flair"):
+            raise InputError(f"the shipped demo scan is a FLAIR; --modality {args.modality} needs --synthetic.")
+        modality = "flair"
+        if not (DEMO_SCAN_DIR / "flair.nii.gz").is_file():
+            raise InputError(f"the demo scan is missing from {DEMO_SCAN_DIR}; reinstall the package, or run "
+                             "'disanatdetect demo --synthetic'.")
+        # copies next to the outputs, so that the scan, its reference and the results open together
+        (out_dir / "input").mkdir(parents=True, exist_ok=True)
+        input_path = Path(shutil.copyfile(DEMO_SCAN_DIR / "flair.nii.gz",
+                                          out_dir / "input" / f"{DEMO_CASE}_flair.nii.gz"))
+        reference_path = Path(shutil.copyfile(DEMO_SCAN_DIR / "reference.nii.gz",
+                                              out_dir / "input" / "reference.nii.gz"))
+        title = f"{DEMO_CASE}, FLAIR (TCIA, CC BY 3.0)"
     args.input, args.out, args.overwrite, args.threshold = str(input_path), str(out_dir), True, None
+    args.modality = modality
     command_detect(args)
-    figure = detection_panel(out_dir / "demo.png", case.image,
-                             *(read_volume(out_dir / name) for name in OUTPUT_NAMES[:3]), case.lesion_mask,
-                             title=f"Synthetic {args.modality.upper()} with a {args.lesion} (seed {args.seed})")
+    outputs = [read_volume(out_dir / name) for name in OUTPUT_NAMES[:3]]
+    reference = read_volume(reference_path)
+    overlap = dice(outputs[2].array > 0, reference.array > 0)
+    volume_ml = json.loads((out_dir / OUTPUT_NAMES[3]).read_text())["lesion_volume_ml"]
+    figure = detection_panel(out_dir / "demo.png", read_volume(input_path), *outputs, reference,
+                             title=f"{title}: lesion mask {volume_ml:.1f} mL, Dice {overlap:.2f} against the reference")
     if not args.quiet:
-        print(f"figure: {figure}")
+        print(f"lesion volume {volume_ml:.1f} mL, Dice {overlap:.3f} against the reference "
+              f"({time.perf_counter() - started:.1f} s); figure: {figure}")
     return 0
 
 
@@ -225,7 +194,8 @@ def command_synth(args: argparse.Namespace) -> int:
 
 def command_train(args: argparse.Namespace) -> int:
     from disanatdetect.train import (BaselineTrainConfig, TrainConfig, export_bundle, fit_batch_size,
-                                     load_run_config, split_subjects, train)
+                                     load_run_config, train)
+    from disanatdetect.synth.label_bank import split_subjects
 
     out = Path(args.out)
     if args.resume:
@@ -276,10 +246,14 @@ def torch_step(checkpoint: Path) -> int:
 
 def command_calibrate(args: argparse.Namespace) -> int:
     from disanatdetect.bundle import DEFAULT_BUNDLE
-    from disanatdetect.calibration import recalibrate
+    from disanatdetect.calibration import CalibrationConfig, recalibrate
 
     manifest = Path(args.model or DEFAULT_BUNDLE)
-    thresholds = recalibrate(manifest)
+    config = CalibrationConfig(label_maps=args.label_maps,
+                               real_scans=tuple(args.healthy_scans or (DEFAULT_HEALTHY_SCANS,)))
+    if args.volumes is not None:
+        config = replace(config, volumes_per_modality=args.volumes)
+    thresholds = recalibrate(manifest, config)
     if not args.quiet:
         print(f"{manifest}: " + ", ".join(f"{name} {value:.3f}" for name, value in thresholds.items()))
     return 0
@@ -288,15 +262,16 @@ def command_calibrate(args: argparse.Namespace) -> int:
 BASELINE_BUNDLES = Path(__file__).parent / "weights"
 
 
-def _methods(names: list[str], device: str, with_ablations: bool) -> list:
+def _methods(names: list[str], device: str, with_ablations: bool, model: str | None = None) -> list:
     from disanatdetect.baselines import ReconstructionMethod, ThresholdMethod
+    from disanatdetect.bundle import load_bundle
+    from disanatdetect.dal_inference import DALMethod
     from disanatdetect.evaluate import ablations
-    from disanatdetect.pipeline import DALMethod
 
     methods = []
     for name in names:
         if name == "dal":
-            methods.append(DALMethod(device=device))
+            methods.append(DALMethod(load_bundle(model) if model else None, device=device))
             if with_ablations:
                 methods += ablations(methods[-1])
         elif name == "threshold":
@@ -316,13 +291,14 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from disanatdetect import evaluate as harness
     from disanatdetect.figures import method_panels, precision_recall_curves
 
-    if not args.cases and not args.synthetic:
-        raise InputError("nothing to evaluate; pass --cases DIR and/or --synthetic.")
-    methods = _methods(args.methods.split(","), args.device, not args.no_ablations)
+    if not args.cases and not args.synthetic and not args.healthy_scan:
+        raise InputError("nothing to evaluate; pass --cases DIR, --healthy-scan MODALITY:FILE and/or --synthetic.")
+    methods = _methods(args.methods.split(","), args.device, not args.no_ablations, args.model)
     modalities = tuple(args.modalities.split(","))
-    sources = []
-    if args.cases:
-        sources.append(harness.folder_cases(args.cases, tuple(m for m in modalities if m in harness.MODALITY_FILES)))
+    sources = [harness.folder_cases(folder, tuple(m for m in modalities if m in harness.MODALITY_FILES))
+               for folder in args.cases or ()]
+    if args.healthy_scan:
+        sources.append(harness.healthy_scans(args.healthy_scan))
     if args.synthetic:
         suite = harness.SuiteConfig()
         sources.append(harness.synthetic_suite(replace(suite, modalities=tuple(
@@ -482,11 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "'message', and nothing else on stdout; for programs that run this command")
     detect.set_defaults(run=command_detect)
 
-    demo = commands.add_parser("demo", help="detect on a built-in synthetic case and draw a figure")
+    demo = commands.add_parser("demo", help="detect on a shipped real FLAIR scan (TCGA-DU-7294) and draw a figure")
     demo.add_argument("--out", default="disanatdetect-demo")
-    demo.add_argument("--modality", default="flair", choices=MODALITIES)
-    demo.add_argument("--lesion", default="tumour", choices=LESION_TYPES)
-    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--synthetic", action="store_true",
+                      help="run on a synthetic case (--modality, --lesion, --seed) instead of the shipped scan")
+    demo.add_argument("--modality", default=None, choices=MODALITIES,
+                      help="contrast of the synthetic case (default flair; the shipped scan is a FLAIR)")
+    demo.add_argument("--lesion", default="tumour", choices=LESION_TYPES, help="with --synthetic")
+    demo.add_argument("--seed", type=int, default=1, help="with --synthetic")
     demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     demo.add_argument("--model", default=None, help="manifest.json of another model bundle (default: shipped)")
     demo.add_argument("--quiet", action="store_true")
@@ -502,7 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(run=command_synth)
 
     evaluation = commands.add_parser("evaluate", help="benchmark DAL and the baselines on cases with references")
-    evaluation.add_argument("--cases", default=None, help="BraTS-style folder: <case>/<modality>.nii.gz + reference")
+    evaluation.add_argument("--cases", action="append", help="BraTS-style folder: <case>/<modality>.nii.gz + "
+                            "reference (a case without one is healthy); repeat for several folders")
+    evaluation.add_argument("--healthy-scan", action="append", metavar="MODALITY:FILE",
+                            help="a healthy scan outside any case folder (e.g. t1:ch2bet.nii.gz); repeatable")
+    evaluation.add_argument("--model", default=None, help="manifest.json of the DAL bundle (default: the shipped one)")
     evaluation.add_argument("--synthetic", action="store_true", help="add the fixed-seed synthetic suite")
     evaluation.add_argument("--out", default="evaluation")
     evaluation.add_argument("--methods", default="dal,threshold,ae,dae")
@@ -526,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--model", default="dal", choices=("dal", "ae", "dae"),
                           help="DAL, or a learned baseline (convolutional / denoising autoencoder)")
     training.add_argument("--out", default="runs/dal", help="the run's folder: checkpoint, logs, curves, bundle")
-    training.add_argument("--label-maps", default="../shared/data/anatomy/synthseg",
+    training.add_argument("--label-maps", default=DEFAULT_LABEL_MAPS,
                           help="folder of SynthSeg-style label maps (NIfTI) the training anatomy comes from")
     training.add_argument("--steps", type=int, default=1000)
     training.add_argument("--seed", type=int, default=0)
@@ -550,6 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     calibration = commands.add_parser("calibrate", help="recalibrate a bundle's label-free thresholds in place")
     calibration.add_argument("--model", default=None, help="manifest.json of the bundle (default: shipped)")
+    calibration.add_argument("--label-maps", default=DEFAULT_LABEL_MAPS,
+                             help="the training's label maps: healthy scans are rendered from its held-out subjects")
+    calibration.add_argument("--healthy-scans", action="append", default=None, metavar="DIR",
+                             help="case folder of real healthy scans to add (repeatable; default: "
+                                  f"{DEFAULT_HEALTHY_SCANS} where it exists)")
+    calibration.add_argument("--volumes", type=int, default=None,
+                             help="rendered healthy scans per modality (default: the release's 20)")
     calibration.add_argument("--quiet", action="store_true")
     calibration.set_defaults(run=command_calibrate)
 

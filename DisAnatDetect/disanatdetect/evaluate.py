@@ -2,8 +2,8 @@
 
 Cases come from a BraTS-style folder (``<case>/<modality>.nii.gz`` + ``reference.nii.gz``, or the BraTS 2021 and
 2023 file names) and from a fixed-seed synthetic suite (each lesion type in T1, T2, FLAIR and PD, plus healthy
-volumes for false positives). A real scan is registered once and every method scores that same preparation;
-synthetic cases are made on the working grid and need no registration. Metrics are pooled over the brain voxels
+volumes for false positives), and from healthy scans. Every case takes the detector's own path (registration
+included); a scan is prepared once and every method scores that same preparation. Metrics are pooled over the brain voxels
 of each case (and then averaged over cases): AP, best Dice (threshold searched on the case, for comparison with
 papers only), Dice at the method's own label-free threshold, AUROC, lesion-wise detection rate, and for healthy
 volumes the false-positive volume at that threshold.
@@ -24,9 +24,7 @@ from disanatdetect import metrics
 from disanatdetect.atlas import load_atlas
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume, read_volume
-from disanatdetect.pipeline import (AnomalyMethod, DetectionConfig, _mask_and_lesions, prepare_scan, to_input_grid,
-                                    with_overrides)
-from disanatdetect.preprocess import normalise_intensity
+from disanatdetect.pipeline import AnomalyMethod, DetectionConfig, analyse_prepared, prepare_scan
 from disanatdetect.synth.cases import synthetic_cases
 from disanatdetect.synth.lesions import LESION_TYPES
 
@@ -57,7 +55,6 @@ class Case:
     modality: str
     image: Volume
     reference: Volume
-    on_working_grid: bool = False
 
 
 @dataclass
@@ -76,23 +73,36 @@ def _find(folder: Path, case: str, names: tuple[str, ...]) -> Path | None:
 
 
 def folder_cases(root: str | Path, modalities: tuple[str, ...] = tuple(MODALITY_FILES)) -> Iterator[Case]:
-    """Cases of a BraTS-style folder: every sub-folder with a reference and at least one modality."""
+    """Cases of a BraTS-style folder: every sub-folder with at least one modality. A folder without a reference
+    is a healthy case: every voxel it marks is a false positive."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} is not a folder of cases; pass a folder with <case>/<modality>.nii.gz files.")
     found = False
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         reference_path = _find(folder, folder.name, REFERENCE_FILES)
-        if reference_path is None:
-            continue
-        reference = read_volume(reference_path)
+        reference = read_volume(reference_path) if reference_path is not None else None
         for modality in modalities:
             path = _find(folder, folder.name, MODALITY_FILES[modality])
             if path is not None:
                 found = True
-                yield Case("real", folder.name, modality, read_volume(path), reference)
+                image = read_volume(path)
+                healthy = image.with_array(np.zeros(image.shape, np.uint8))
+                yield Case("real", folder.name, modality, image, reference if reference is not None else healthy)
     if not found:
-        raise InputError(f"no case with a reference and an image was found in {root}.")
+        raise InputError(f"no case with an image was found in {root}.")
+
+
+def healthy_scans(specifications: list[str]) -> Iterator[Case]:
+    """Healthy cases from ``MODALITY:FILE`` specifications (scans outside a case folder, e.g. Colin27)."""
+    for specification in specifications:
+        modality, _, path = specification.partition(":")
+        if modality not in MODALITY_FILES or not path:
+            raise InputError(f"--healthy-scan {specification!r}: write it as MODALITY:FILE with MODALITY one of "
+                             f"{', '.join(MODALITY_FILES)}.")
+        image = read_volume(path)
+        name = Path(path).name.split(".")[0]
+        yield Case("real", name, modality, image, image.with_array(np.zeros(image.shape, np.uint8)))
 
 
 def synthetic_suite(config: SuiteConfig = SuiteConfig()) -> Iterator[Case]:
@@ -102,7 +112,12 @@ def synthetic_suite(config: SuiteConfig = SuiteConfig()) -> Iterator[Case]:
         index += 1
         name = f"{lesion}-{config.seed + index}" if lesion != "none" else f"healthy-{config.seed + index}"
         for case in synthetic_cases(atlas, config.seed + index, config.modalities, lesion):
-            yield Case("synthetic", name, case.modality, case.image, case.lesion_mask, on_working_grid=True)
+            yield Case("synthetic", name, case.modality, case.image, case.lesion_mask)
+
+
+def phi_correlation(image: np.ndarray, pseudo_healthy: np.ndarray, region: np.ndarray) -> float:
+    """Pearson correlation of scan and PHI over ``region`` (the brain outside the lesion): 1 is a perfect PHI."""
+    return round(float(np.corrcoef(image[region].astype(np.float64), pseudo_healthy[region])[0, 1]), 4)
 
 
 def _case_metrics(anomaly: np.ndarray, mask: np.ndarray, reference: np.ndarray, brain: np.ndarray,
@@ -129,35 +144,23 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None)
     for case in cases:
         config = DetectionConfig(modality=case.modality)
         started = time.perf_counter()
-        if case.on_working_grid:
-            brain_work = case.image.array > 0
-            image, prepared = normalise_intensity(case.image.array, brain_work), None
-        else:
-            prepared = prepare_scan(case.image, atlas, config)
-            image, brain_work = prepared.image, prepared.brain
+        prepared = prepare_scan(case.image, atlas, config)  # every case takes the detector's own path
         preparation_seconds = time.perf_counter() - started
         reference = case.reference.array > 0
         for method in methods:
             started = time.perf_counter()
-            method_config = with_overrides(config, method)
-            result = method.analyse(image, brain_work, method_config)
-            threshold = method.threshold_for(result.modality)
-            if prepared is None:
-                anomaly_volume = case.image.with_array(result.anomaly)
-                mask_volume, _ = _mask_and_lesions(anomaly_volume, threshold, method_config.postprocess)
-                anomaly, mask, brain = result.anomaly, mask_volume.array > 0, brain_work
-                phi = case.image.with_array(result.pseudo_healthy if result.pseudo_healthy is not None
-                                            else result.image)
-            else:
-                detection = to_input_grid(prepared, result, atlas, threshold, method_config, method.version)
-                anomaly, mask = detection.anomaly_map.array, detection.lesion_mask.array > 0
-                brain, phi = prepared.input_brain, detection.pseudo_healthy
+            detection = analyse_prepared(method, prepared, atlas, config)
+            threshold = detection.threshold
+            anomaly, mask = detection.anomaly_map.array, detection.lesion_mask.array > 0
+            brain, phi = prepared.input_brain, detection.pseudo_healthy
             seconds = time.perf_counter() - started
             voxel_ml = float(np.prod(case.image.spacing)) / 1000.0
             row = {"source": case.source, "case": case.name, "modality": case.modality, "method": method.name,
                    "threshold": round(float(threshold), 5), "seconds": round(seconds, 2),
                    "preparation_seconds": round(preparation_seconds, 2),
                    **_case_metrics(anomaly, mask, reference, brain, threshold, voxel_ml)}
+            if getattr(method, "reconstructs", True):
+                row["phi_correlation"] = phi_correlation(case.image.array, phi.array, brain & ~reference)
             evaluation.rows.append(row)
             if reference.any():
                 evaluation.curves[(case.source, case.modality, method.name)].append(
@@ -217,7 +220,7 @@ def ablations(dal_method) -> list:
     import copy
 
     from disanatdetect.bundle import load_bundle
-    from disanatdetect.pipeline import DALMethod
+    from disanatdetect.dal_inference import DALMethod
 
     variants = []
     for name, model_change, detection_change in (

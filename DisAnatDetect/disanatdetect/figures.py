@@ -56,11 +56,28 @@ def synthesis_overview(path: str | Path, seed: int = 0) -> Path:
     return _save(figure, path, 110, f"Synthetic brain from the MNI152 priors (seed {seed}); lesions outlined")
 
 
+def _display_steps(volume) -> tuple[int, int]:
+    """Steps for the rows and the columns of a slice ``array[k]`` that show it as the scanner console and Slicer do:
+    anterior (or superior) up, the patient's right on the viewer's left, whatever the file's axis directions."""
+    direction = getattr(volume, "direction", None)
+    if direction is None:
+        return -1, 1
+    direction = np.asarray(direction, dtype=float).reshape(3, 3)  # column c: the LPS direction of index axis c
+    rows = 1 if direction[:, 1] @ np.array([0.0, 1.0, -1.0]) >= 0 else -1  # down the page: posterior, inferior
+    columns = 1 if direction[:, 0] @ np.array([1.0, 1.0, 0.0]) >= 0 else -1  # rightwards: patient's left
+    return rows, columns
+
+
 def detection_panel(path: str | Path, scan, pseudo_healthy, anomaly, mask, reference=None, title: str = "",
                     slice_index: int | None = None) -> Path:
-    """Scan, pseudo-healthy image, anomaly map, lesion mask (and reference) on the axial slice of most lesion."""
+    """Scan, pseudo-healthy image, anomaly map, lesion mask (and reference) on the axial slice of most lesion.
+
+    The slice is shown in radiological orientation (anterior up, the patient's right on the left) from the scan's
+    direction matrix, so that files stored with different axis directions look alike."""
     plt = _pyplot()
-    arrays = [v.array if v is not None else None for v in (scan, pseudo_healthy, anomaly, mask, reference)]
+    rows, columns = _display_steps(scan)
+    arrays = [v.array[:, ::rows, ::columns] if v is not None else None
+              for v in (scan, pseudo_healthy, anomaly, mask, reference)]
     focus = arrays[4] if arrays[4] is not None and arrays[4].any() else arrays[3]
     if slice_index is None:
         slice_index = int(np.argmax((focus > 0).sum((1, 2)))) if focus.any() else arrays[0].shape[0] // 2
@@ -72,14 +89,14 @@ def detection_panel(path: str | Path, scan, pseudo_healthy, anomaly, mask, refer
     figure, axes = plt.subplots(1, count, figsize=(2.6 * count, 3.0))
     for index, axis in enumerate(axes):
         if index < 2:
-            axis.imshow(arrays[index][slice_index][::-1], cmap="gray", vmin=0, vmax=vmax)
+            axis.imshow(arrays[index][slice_index], cmap="gray", vmin=0, vmax=vmax)
         elif index == 2:
-            axis.imshow(image[::-1], cmap="gray", vmin=0, vmax=vmax)
-            overlay = np.ma.masked_less_equal(arrays[2][slice_index][::-1], 0)
+            axis.imshow(image, cmap="gray", vmin=0, vmax=vmax)
+            overlay = np.ma.masked_less_equal(arrays[2][slice_index], 0)
             axis.imshow(overlay, cmap="hot", alpha=0.7)
         else:
-            axis.imshow(image[::-1], cmap="gray", vmin=0, vmax=vmax)
-            axis.contour((arrays[index][slice_index] > 0)[::-1].astype(float), levels=[0.5],
+            axis.imshow(image, cmap="gray", vmin=0, vmax=vmax)
+            axis.contour((arrays[index][slice_index] > 0).astype(float), levels=[0.5],
                          colors="orangered" if index == 3 else "deepskyblue", linewidths=0.9)
         axis.set_title(names[index], fontsize=9)
         axis.axis("off")

@@ -29,18 +29,17 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
 from disanatdetect.atlas import AtlasConfig, load_atlas
 from disanatdetect.figures import training_curves
 from disanatdetect.models import DALConfig, build_model
-from disanatdetect.synth.label_bank import BankConfig, label_map_paths, load_bank, subject_name
+from disanatdetect.data_paths import DEFAULT_LABEL_MAPS
+from disanatdetect.synth.label_bank import BankConfig, load_bank, split_subjects, subject_name
 from disanatdetect.synth.slice_synthesis import SliceSynthesiser, SynthesisConfig
 from disanatdetect.synth.structures import MODALITY_PRESETS
 
-DEFAULT_LABEL_MAPS = "../shared/data/anatomy/synthseg"
 CHECKPOINT = "last.pt"
 LOG = "log.jsonl"
 VALIDATION_LOG = "validation.jsonl"
@@ -55,8 +54,9 @@ class ValidationConfig:
     batches_per_contrast: int = 4
     modalities: tuple[str, ...] = MODALITY_PRESETS
     seed: int = 20_000  # its own seed stream: validation images are never training images
-    healthy_volumes: tuple[str, ...] = ("t2", "flair")  # full-volume false-positive check; () to skip
-    healthy_seed: int = 10_000  # the calibration's validation anatomies
+    healthy_volumes: tuple[str, ...] = ("t2", "flair")  # full-scan false-positive check; () to skip
+    healthy_seed: int = 10_000  # the calibration's seed stream of held-out scans
+    healthy_every: int = 1000  # the false-positive check runs whole scans through registration: less often
 
 
 @dataclass
@@ -198,14 +198,6 @@ def _reconstruction_step(model, batch, generator, config: BaselineTrainConfig) -
     return {"reconstruction": loss, "total": loss}
 
 
-def split_subjects(label_maps: str | Path, holdout: int) -> tuple[list[Path], list[Path]]:
-    """Training and held-out label maps: the last ``holdout`` by name are held out."""
-    paths = label_map_paths(label_maps)
-    if holdout >= len(paths):
-        raise ValueError(f"{len(paths)} label maps in {label_maps}: too few to hold out {holdout}")
-    return paths[:len(paths) - holdout], paths[len(paths) - holdout:]
-
-
 def build_synthesisers(config: LoopConfig, device: torch.device, log=print) -> tuple[SliceSynthesiser,
                                                                                       SliceSynthesiser]:
     """Synthesisers of the training subjects and of the held-out ones (banks built or read from the cache)."""
@@ -306,6 +298,8 @@ def train(config: TrainConfig | BaselineTrainConfig, resume: bool = True, progre
         optimiser.load_state_dict(state["optimiser"])
         start = int(state["step"])
         log(f"resumed from {checkpoint_path} at step {start}")
+        for name in (LOG, VALIDATION_LOG):  # records after the checkpoint are made again
+            _drop_records_after(out / name, start)
     else:  # a new run: the logs of any run it replaces go with it
         for name in (LOG, VALIDATION_LOG, CURVES):
             (out / name).unlink(missing_ok=True)
@@ -347,7 +341,8 @@ def train(config: TrainConfig | BaselineTrainConfig, resume: bool = True, progre
                 _save_checkpoint(checkpoint_path, model, optimiser, done)
             if not isinstance(config, BaselineTrainConfig) and config.validation.every and (
                     done % config.validation.every == 0 or done == config.steps or out_of_time):
-                record = {"step": done, **validate(model, held_out, config, device)}
+                healthy = done % config.validation.healthy_every == 0 or done == config.steps or out_of_time
+                record = {"step": done, **validate(model, held_out, config, device, healthy)}
                 with (out / VALIDATION_LOG).open("a") as validation_file:
                     validation_file.write(json.dumps(record) + "\n")
                 log(f"validation at step {done}: {record}")
@@ -357,6 +352,13 @@ def train(config: TrainConfig | BaselineTrainConfig, resume: bool = True, progre
                 log(f"stopped at step {done} after {config.max_minutes} minutes; resume to continue")
                 break
     return checkpoint_path
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """Keep only the records of a JSON-lines log up to ``step``."""
+    if path.exists():
+        lines = path.read_text().splitlines()
+        path.write_text("".join(line + "\n" for line in lines if line and json.loads(line)["step"] <= step))
 
 
 def _channels_last(value: torch.Tensor) -> torch.Tensor:
@@ -379,9 +381,10 @@ def tissue_dice(predicted: torch.Tensor, labels: torch.Tensor, n_classes: int) -
 
 
 @torch.no_grad()
-def validate(model, held_out: SliceSynthesiser, config: TrainConfig, device: torch.device) -> dict:
-    """Encoder tissue Dice per preset contrast and class on renders of the held-out subjects (fixed images), and
-    the healthy false positives on full synthetic volumes (:func:`healthy_false_positives`)."""
+def validate(model, held_out: SliceSynthesiser, config: TrainConfig, device: torch.device,
+             healthy: bool = True) -> dict:
+    """Encoder tissue Dice per preset contrast and class on renders of the held-out subjects (fixed images), and,
+    if ``healthy``, the healthy false positives on whole held-out scans (:func:`healthy_false_positives`)."""
     model.eval()
     v = config.validation
     k = model.config.n_classes
@@ -394,28 +397,31 @@ def validate(model, held_out: SliceSynthesiser, config: TrainConfig, device: tor
             counts += tissue_dice(logits.max(1).indices, batch["labels"], k)
         dice = (2 * counts[:, 0] / counts[:, 1].clamp(min=1)).tolist()
         result[f"dice_{modality}"] = [round(d, 4) for d in dice[1:]]
-    if v.healthy_volumes:
+    if v.healthy_volumes and healthy:
         result.update(healthy_false_positives(model, config, device))
     return result
 
 
 def healthy_false_positives(model, config: TrainConfig, device: torch.device) -> dict:
-    """Healthy false positives as the product would make them, per modality: the threshold that a 0.1 % voxel
-    false-positive rate gives on one healthy synthetic volume, and the lesion volume (mL) it marks on another."""
+    """Healthy false positives as the product makes them, per modality: the threshold that calibration gives on one
+    held-out healthy scan, and the lesion volume (mL) it marks on another; both through ``detect``'s path."""
     from disanatdetect.bundle import Bundle
-    from disanatdetect.calibration import CalibrationConfig, false_positive_ml, healthy_maps, method_for
+    from disanatdetect.calibration import (CalibrationConfig, calibrate_thresholds, false_positive_ml, healthy_maps,
+                                           method_for)
 
     bundle = Bundle(model, "dal", "in-training", {}, {"atlas_config": asdict(config.atlas)})
     method = method_for(bundle, device)
-    modalities, seed = config.validation.healthy_volumes, config.validation.healthy_seed
-    calibrating, measured = healthy_maps(method, modalities, seed), healthy_maps(method, modalities, seed + 1)
-    rate = CalibrationConfig().false_positive_rate
+    v = config.validation
+    calibration = CalibrationConfig(volumes_per_modality=1, modalities=v.healthy_volumes, seed=v.healthy_seed,
+                                    label_maps=config.label_maps, holdout_subjects=config.holdout_subjects,
+                                    real_scans=())
+    thresholds = calibrate_thresholds(method, calibration)
+    measured = healthy_maps(method, dataclasses.replace(calibration, seed=v.healthy_seed + 1))
     result = {}
-    for modality in modalities:
-        reference = calibrating[modality]
-        threshold = float(np.quantile(reference.anomaly[reference.brain], 1 - rate))
-        result[f"healthy_threshold_{modality}"] = round(threshold, 4)
-        result[f"healthy_fp_ml_{modality}"] = round(false_positive_ml(measured[modality], threshold), 2)
+    for modality in v.healthy_volumes:
+        result[f"healthy_threshold_{modality}"] = round(thresholds[modality], 4)
+        result[f"healthy_fp_ml_{modality}"] = round(false_positive_ml(measured[modality][0], thresholds[modality]),
+                                                    2)
     return result
 
 
@@ -434,7 +440,9 @@ def export_bundle(checkpoint: str | Path, config: TrainConfig | BaselineTrainCon
     from disanatdetect.bundle import Bundle, write_bundle
     from disanatdetect.calibration import CalibrationConfig, calibrate_thresholds, method_for
 
-    calibration = calibration or CalibrationConfig()
+    # the thresholds come from this run's own held-out subjects
+    calibration = dataclasses.replace(calibration or CalibrationConfig(), label_maps=config.label_maps,
+                                      holdout_subjects=config.holdout_subjects)
     baseline = isinstance(config, BaselineTrainConfig)
     name, model_config = (config.model_name, config.model) if baseline else ("dal", config.model.to_dict())
     model = build_model(name, model_config)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from disanatdetect import __version__
-from disanatdetect.cli import _signals_held
+from disanatdetect.outputs import signals_held
 from disanatdetect.cohort.inputs import Scan
 from disanatdetect.errors import InputError
 
@@ -82,7 +82,7 @@ class CaseFolders:
         self.root = Path(root).absolute()  # workers elsewhere write to the same (shared) path
 
     def outputs(self, scan: Scan) -> ScanOutputs:
-        from disanatdetect.cli import OUTPUT_NAMES
+        from disanatdetect.outputs import OUTPUT_NAMES
 
         folder = self.root / scan.key
         return ScanOutputs(*(folder / name for name in OUTPUT_NAMES),
@@ -243,12 +243,12 @@ def write_scan_outputs(outputs: ScanOutputs, result, report: dict, staging_root:
     beside the outputs describes them. A failure, or a process killed before the moves, leaves only the staging
     folder, which the run removes. ``before_commit`` runs between the two (a test hook).
     """
-    from disanatdetect.cli import OUTPUT_NAMES, _write_outputs
+    from disanatdetect.outputs import OUTPUT_NAMES, write_outputs
 
     # Not created here: once the run has removed it (interrupted), a task still running can stage nothing more.
     staging = Path(tempfile.mkdtemp(prefix="scan-", dir=staging_root))
     try:
-        _write_outputs(staging, result, report, overwrite=False)
+        write_outputs(staging, result, report, overwrite=False)
         staged = [staging / name for name in OUTPUT_NAMES]
         if thumbnail is not None:
             thumbnail(staging / "thumbnail.png")
@@ -260,7 +260,7 @@ def write_scan_outputs(outputs: ScanOutputs, result, report: dict, staging_root:
         moves.append((staged[3], outputs.report))
         for _, target in moves:
             target.parent.mkdir(parents=True, exist_ok=True)
-        with _signals_held():
+        with signals_held():
             outputs.report.unlink(missing_ok=True)
             for source, target in moves:
                 os.replace(source, target)
@@ -270,7 +270,7 @@ def write_scan_outputs(outputs: ScanOutputs, result, report: dict, staging_root:
 
 def remove_outputs(outputs: ScanOutputs) -> None:
     """Remove a scan's outputs, the report first: after a failed redo they describe an input or model no longer used."""
-    with _signals_held():
+    with signals_held():
         for path in (outputs.report, *outputs.required[:3], outputs.thumbnail):
             path.unlink(missing_ok=True)
 

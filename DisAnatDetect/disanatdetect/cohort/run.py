@@ -119,7 +119,7 @@ def local_cluster_size(config: ClusterConfig, device: str) -> tuple[int, int]:
     import psutil
     import torch
 
-    from disanatdetect.pipeline import resolve_device
+    from disanatdetect.devices import resolve_device
 
     cores = usable_cores()
     if resolve_device(device).type == "cuda":

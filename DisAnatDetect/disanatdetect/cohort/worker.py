@@ -64,7 +64,8 @@ class DetectorPlugin(WorkerPlugin):
         import torch
 
         from disanatdetect.bundle import load_bundle
-        from disanatdetect.pipeline import Detector, resolve_device
+        from disanatdetect.devices import resolve_device
+        from disanatdetect.pipeline import Detector
 
         restore_allocator()
         # Each worker gets its share of the cores: torch and ITK would otherwise each take them all, in every worker.
@@ -122,7 +123,7 @@ def process_scan(scan: Scan, outputs: ScanOutputs, staging_root: Path, provenanc
 
 def _process(detector, scan: Scan, outputs: ScanOutputs, staging_root: Path, provenance: Provenance,
              extra_report: dict, thumbnails: bool) -> dict:
-    from disanatdetect.cli import _report
+    from disanatdetect.outputs import detection_report
     from disanatdetect.figures import detection_panel
     from disanatdetect.io import read_volume
     from disanatdetect.pipeline import DetectionConfig
@@ -134,7 +135,7 @@ def _process(detector, scan: Scan, outputs: ScanOutputs, staging_root: Path, pro
         seconds_read = time.perf_counter() - started
         fingerprint = input_fingerprint(scan.path)
         result = detector.detect(volume, DetectionConfig(modality=provenance.modality, threshold=provenance.threshold))
-        report = _report(result, str(scan.path), volume, seconds_read)
+        report = detection_report(result, str(scan.path), volume, seconds_read)
         report["cohort"] = {"scan": scan.key, **fingerprint, **asdict(provenance), "processed_at": processed_at,
                             "seconds": 0.0}
         report.update(extra_report)

@@ -121,6 +121,14 @@ def label_map_paths(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
+def split_subjects(label_maps: str | Path, holdout: int) -> tuple[list[Path], list[Path]]:
+    """Training and held-out label maps: the last ``holdout`` by name are held out."""
+    paths = label_map_paths(label_maps)
+    if holdout >= len(paths):
+        raise ValueError(f"{len(paths)} label maps in {label_maps}: too few to hold out {holdout}")
+    return paths[:len(paths) - holdout], paths[len(paths) - holdout:]
+
+
 def subject_name(path: Path) -> str:
     return path.name.split(".")[0]
 
