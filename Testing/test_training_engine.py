@@ -188,3 +188,13 @@ def test_train_command_refuses_bad_folders_in_one_line(tmp_path, capsys):
     assert len(errors) == 2
     assert "no label maps" in errors[0] and "--label-maps" in errors[0]
     assert "no run to resume" in errors[1]
+
+
+def test_curves_draw_a_validation_log_whose_false_positive_check_runs_less_often(tmp_path):
+    from disanatdetect.figures import training_curves
+
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps({"step": s, "total": 1.0 / s}) + "\n" for s in (25, 50)))
+    dice = {"dice_t1": [0.5, 0.6, 0.7]}
+    records = [{"step": 25, **dice, "healthy_fp_ml_t2": 3.0}, {"step": 50, **dice}]
+    (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert training_curves(tmp_path).stat().st_size > 0

@@ -188,10 +188,11 @@ def training_curves(run_dir: str | Path, path: str | Path | None = None) -> Path
                          color=f"C{colour}", linestyle=style, label=f"{key[5:]} {name}")
     axes[1].axhline(0.8, color="grey", linestyle=":", linewidth=1)
     axes[1].set(xlabel="step", ylabel="Dice", ylim=(0, 1), title="encoder tissue Dice, held-out subjects")
-    for key in sorted(k for k in (validation[0] if validation else {}) if k.startswith("healthy_fp_ml_")):
-        axes[2].plot([r["step"] for r in validation], [r[key] for r in validation], marker="o", label=key[14:])
+    for key in sorted({k for r in validation for k in r if k.startswith("healthy_fp_ml_")}):
+        measured = [r for r in validation if key in r]  # the false-positive check runs less often than the Dice
+        axes[2].plot([r["step"] for r in measured], [r[key] for r in measured], marker="o", label=key[14:])
     axes[2].set(xlabel="step", ylabel="false lesion volume (mL)",
-                title="healthy synthetic volume, threshold from another")
+                title="healthy held-out scan, threshold from another")
     for axis in axes:
         if axis.lines:
             axis.legend(fontsize=6, ncol=2)
