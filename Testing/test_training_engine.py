@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 
@@ -198,3 +199,13 @@ def test_curves_draw_a_validation_log_whose_false_positive_check_runs_less_often
     records = [{"step": 25, **dice, "healthy_fp_ml_t2": 3.0}, {"step": 50, **dice}]
     (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert training_curves(tmp_path).stat().st_size > 0
+
+
+@pytest.mark.parametrize("ablation", [{"hard_one_hot": False}, {"use_restoration": False}, {"use_priors": False}])
+def test_each_ablation_trains(tmp_path, label_maps, ablation):
+    config = _config(tmp_path, label_maps, 2)
+    config.model = dataclasses.replace(TINY, **ablation)
+    train(config, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(np.isfinite(r["total"]) for r in records)
+    assert json.loads((tmp_path / "config.json").read_text())["model"] == config.model.to_dict()

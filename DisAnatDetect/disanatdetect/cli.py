@@ -212,8 +212,9 @@ def command_train(args: argparse.Namespace) -> int:
                         label_maps=args.label_maps, precision=args.precision, max_minutes=args.max_minutes or 0.0)
         if args.model == "dal":
             config = TrainConfig(**settings)
-            if args.no_priors:  # the "without priors" ablation
-                config.model = replace(config.model, use_priors=False)
+            ablation = {"use_priors": not args.no_priors, "hard_one_hot": not args.soft_anatomy,
+                        "use_restoration": not args.no_restoration}
+            config.model = replace(config.model, **ablation)  # each flag trains one ablation of the harness
         else:
             config = BaselineTrainConfig(model_name=args.model, **settings)
         if args.batch_size:
@@ -313,7 +314,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
                   file=sys.stderr)
 
     started = time.perf_counter()
-    evaluation = harness.evaluate(methods, chain(*sources), progress)
+    from disanatdetect.pipeline import DetectionConfig
+
+    settings = DetectionConfig()
+    if args.n4:
+        settings = replace(settings, normalisation=replace(settings.normalisation, n4_bias_correction=True))
+    evaluation = harness.evaluate(methods, chain(*sources), progress, settings)
     names = [m.name for m in methods]
     harness.write_csv(evaluation.rows, out / "results.csv")
     table = harness.summary_table(evaluation.rows)
@@ -486,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--healthy-scan", action="append", metavar="MODALITY:FILE",
                             help="a healthy scan outside any case folder (e.g. t1:ch2bet.nii.gz); repeatable")
     evaluation.add_argument("--model", default=None, help="manifest.json of the DAL bundle (default: the shipped one)")
+    evaluation.add_argument("--n4", action="store_true",
+                            help="N4 bias correction of every scan before normalising (to measure it)")
     evaluation.add_argument("--synthetic", action="store_true", help="add the fixed-seed synthetic suite")
     evaluation.add_argument("--out", default="evaluation")
     evaluation.add_argument("--methods", default="dal,threshold,ae,dae")
@@ -526,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--restart", action="store_true", help="start over, replacing the run in --out")
     training.add_argument("--no-export", action="store_true", help="do not calibrate and write a bundle at the end")
     training.add_argument("--version", default="1.0.0", help="version written into the bundle")
+    training.add_argument("--soft-anatomy", action="store_true",
+                          help="DAL with soft (not one-hot) anatomy, trained so (the ablation)")
+    training.add_argument("--no-restoration", action="store_true",
+                          help="DAL whose decoder renders the encoded anatomy (the ablation)")
     training.add_argument("--no-priors", action="store_true",
                           help="DAL without the atlas priors as network inputs (the ablation)")
     training.add_argument("--quiet", action="store_true")

@@ -137,12 +137,14 @@ def _case_metrics(anomaly: np.ndarray, mask: np.ndarray, reference: np.ndarray, 
     return {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
 
 
-def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None) -> Evaluation:
-    """Run every method on every case; returns rows (one per case x modality x method), PR data and panels."""
+def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None,
+             settings: DetectionConfig = DetectionConfig()) -> Evaluation:
+    """Run every method on every case (with ``settings``, the modality set per case); returns rows (one per case x
+    modality x method), PR data and panels."""
     atlas = load_atlas()
     evaluation = Evaluation()
     for case in cases:
-        config = DetectionConfig(modality=case.modality)
+        config = replace(settings, modality=case.modality)
         started = time.perf_counter()
         prepared = prepare_scan(case.image, atlas, config)  # every case takes the detector's own path
         preparation_seconds = time.perf_counter() - started

@@ -15,8 +15,8 @@ from disanatdetect.detection import (AtlasSpaceResult, DetectionConfig, Detectio
                                      mask_and_lesions)
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume
-from disanatdetect.preprocess import (brain_mask, coarsened, intensity_scale, normalise_intensity, register_to_atlas,
-                                      resample_to)
+from disanatdetect.preprocess import (brain_mask, coarsened, intensity_scale, n4_bias_field, normalise_intensity,
+                                      register_to_atlas, resample_to)
 from disanatdetect.scan_checks import validate_input
 from disanatdetect.synth.contrast import MODALITIES
 
@@ -31,6 +31,7 @@ class PreparedScan:
     image: np.ndarray  # normalised, on the working grid
     brain: np.ndarray  # on the working grid
     scale: float  # the intensity that normalisation mapped to 1
+    bias: np.ndarray | None = None  # N4's field on the working grid, when asked for: the PHI gets it back
     timings: dict[str, float]
 
 
@@ -68,10 +69,13 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
     if brain.sum() < 1000 or inside_atlas < config.min_atlas_overlap:
         raise InputError(f"registration to the brain atlas failed (only {inside_atlas:.0%} of the registered brain "
                          "lies in the atlas brain); check that the image is a brain MRI.")
+    bias = n4_bias_field(image, brain, config.normalisation) if config.normalisation.n4_bias_correction else None
+    if bias is not None:
+        image = image / bias
     scale = intensity_scale(image, brain, config.normalisation)
     normalised = normalise_intensity(image, brain, config.normalisation)
     stopwatch.lap("normalise")
-    return PreparedScan(volume, input_brain, transform, normalised, brain, scale, dict(stopwatch.timings))
+    return PreparedScan(volume, input_brain, transform, normalised, brain, scale, dict(stopwatch.timings), bias)
 
 
 def to_input_grid(prepared: PreparedScan, result: AtlasSpaceResult, atlas: Atlas, threshold: float,
@@ -87,7 +91,7 @@ def to_input_grid(prepared: PreparedScan, result: AtlasSpaceResult, atlas: Atlas
     anomaly = back(result.anomaly)
     anomaly[~prepared.input_brain] = 0
     outside = ~(prepared.input_brain & (back(prepared.brain.astype(np.float32)) > 0.5))
-    phi = back(_or_image(result) * prepared.scale)
+    phi = back(_or_image(result) * prepared.scale * (prepared.bias if prepared.bias is not None else 1.0))
     phi[outside] = volume.array[outside]
     del outside
     anomaly, pseudo_healthy = volume.with_array(anomaly), volume.with_array(phi)

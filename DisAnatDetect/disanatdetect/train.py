@@ -152,9 +152,12 @@ def training_losses(model, batch: dict[str, torch.Tensor], config: TrainConfig,
     # one's target is the same image without its lesion
     true_one_hot = F.one_hot(labels, k).permute(0, 3, 1, 2).float()
     intensities, field = model.imaging_information(batch["image_a"], true_one_hot)
-    restored_lesioned = restored[:labels.shape[0]].detach().float()
-    agree = (restored_lesioned.max(1, keepdim=True).indices == encoded_lesioned[:, None])
-    restored_lesioned = model.one_hot(restored_lesioned)
+    if model.config.use_restoration:
+        lesioned_logits = restored[:labels.shape[0]].detach().float()
+    else:  # the ablation renders the encoded anatomy (its one-hot as logits)
+        lesioned_logits = F.one_hot(encoded_lesioned, k).permute(0, 3, 1, 2).float()
+    agree = (lesioned_logits.max(1, keepdim=True).indices == encoded_lesioned[:, None])
+    restored_lesioned = model.one_hot(lesioned_logits)
     lesioned_intensities, lesioned_field = model.imaging_information(batch["image_lesioned"], restored_lesioned,
                                                                      agree)
     with _autocast(config, labels.device):
