@@ -31,8 +31,8 @@ class PreparedScan:
     image: np.ndarray  # normalised, on the working grid
     brain: np.ndarray  # on the working grid
     scale: float  # the intensity that normalisation mapped to 1
-    bias: np.ndarray | None = None  # N4's field on the working grid, when asked for: the PHI gets it back
     timings: dict[str, float]
+    bias: np.ndarray | None = None  # N4's field on the working grid, when asked for: the PHI gets it back
 
 
 def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = DetectionConfig(),
