@@ -280,6 +280,10 @@ def train(config: TrainConfig | BaselineTrainConfig, resume: bool = True, progre
     """
     from tqdm.auto import tqdm
 
+    # Everything validation uses is imported now: a run lasts hours, and a module first imported late would be
+    # read from whatever the source tree holds by then.
+    import disanatdetect.calibration  # noqa: F401
+
     log = log or (lambda message: None)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
