@@ -121,7 +121,8 @@ def test_ablation_variants_change_what_they_name(tiny_detector):
     method = tiny_detector.method
     variants = {v.name: v for v in ablations(method)
                 if v.bundle.model.anatomy_encoder is method.bundle.model.anatomy_encoder}
-    assert set(variants) == {"DAL w/o restoration", "DAL soft anatomy", "DAL w/o CSF rule"}
+    assert set(variants) == {"DAL w/o restoration", "DAL soft anatomy", "DAL w/o CSF rule",
+                             "DAL with missing-tissue rule"}
     case = synthetic_case(tiny_detector.atlas, 81, "t2", "tumour")
     brain = case.labels.array > 0
     image = normalise_intensity(case.image.array, brain)

@@ -216,8 +216,9 @@ NO_PRIORS_BUNDLE = Path(__file__).parent / "weights" / "dal-no-priors" / "manife
 
 
 def ablations(dal_method) -> list:
-    """DAL variants: without edge restoration (PHI from the encoded anatomy), with soft (not one-hot) anatomy and
-    without the rule that anatomy-agreed CSF carries no score, all from the same weights; and without the atlas
+    """DAL variants: without edge restoration (PHI from the encoded anatomy), with soft (not one-hot) anatomy,
+    without the rule that anatomy-agreed CSF carries no score, and with the (unreleased) rule that a darker residual
+    counts where the restored anatomy expects missing tissue, all from the same weights; and without the atlas
     priors as network inputs, which needs its own model (``disanatdetect train --no-priors``), used when shipped."""
     import copy
 
@@ -228,7 +229,8 @@ def ablations(dal_method) -> list:
     for name, model_change, detection_change in (
             ("DAL w/o restoration", {"use_restoration": False}, {}),
             ("DAL soft anatomy", {"hard_one_hot": False}, {}),
-            ("DAL w/o CSF rule", {}, {"explain_csf": False})):
+            ("DAL w/o CSF rule", {}, {"explain_csf": False}),
+            ("DAL with missing-tissue rule", {}, {"score_missing_tissue": True})):
         variant = copy.copy(dal_method)
         model = copy.copy(dal_method.bundle.model)
         model.config = replace(model.config, **model_change)
