@@ -119,8 +119,7 @@ def reconstruct(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, at
         disagreement[batch] = (1 - (encoded_anatomy(batch) * anatomy).sum(1)).cpu().numpy()
         step(len(batch))
     pseudo_healthy = np.where(brain, pseudo_healthy, 0).astype(np.float32)
-    return Reconstruction(encoded_probabilities, encoded, restored, intensities_t.cpu().numpy(), pseudo_healthy,
-                          disagreement, field.cpu().numpy())
+    return Reconstruction(encoded, restored, intensities_t.cpu().numpy(), pseudo_healthy, disagreement)
 
 
 class DALMethod:

@@ -60,13 +60,11 @@ class AtlasSpaceResult:
 class Reconstruction:
     """What DAL makes of a normalised image on the working grid, before any scoring."""
 
-    probabilities: np.ndarray  # encoded tissue probabilities [K, ...]
     encoded: np.ndarray  # tissue class per voxel
     restored: np.ndarray  # tissue class per voxel
     intensities: np.ndarray  # per tissue class: the imaging information
     pseudo_healthy: np.ndarray
     disagreement: np.ndarray  # 1 - agreement of encoded and restored anatomy
-    field: np.ndarray  # the imaging information's multiplicative field (ones without one)
 
 
 @dataclass
