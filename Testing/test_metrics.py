@@ -60,3 +60,20 @@ def test_lesion_detection_rate_and_false_positives():
     assert metrics.lesion_detection_rate(prediction, reference) == 0.5
     assert metrics.false_positive_volume_ml(prediction, reference, 0.001) == pytest.approx(0.001)
     assert np.isnan(metrics.lesion_detection_rate(prediction, np.zeros_like(reference)))
+
+
+def test_restoration_shares_count_each_region():
+    expected = np.full((2, 5), 3)
+    encoded = expected.copy()
+    encoded[0, :4] = 1  # the lesion (row 0, columns 0-3) reads as CSF
+    restored = expected.copy()
+    restored[0, 0] = 1  # the restoration turns three of its four voxels back
+    restored[1, 4] = 2  # and changes one healthy voxel of five
+    lesion = np.zeros((2, 5), bool)
+    lesion[0, :4] = True
+    brain = np.ones((2, 5), bool)
+    brain[0, 4] = False
+    shares = metrics.restoration_shares(encoded, restored, expected, lesion, brain)
+    assert shares == {"lesion_expected_encoded": 0.0, "lesion_expected_restored": 0.75, "lesion_changed": 0.75,
+                      "healthy_changed": 0.2}
+    assert np.isnan(metrics.restoration_shares(encoded, restored, expected, lesion & False, brain)["lesion_changed"])

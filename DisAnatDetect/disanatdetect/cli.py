@@ -323,6 +323,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
     names = [m.name for m in methods]
     harness.write_csv(evaluation.rows, out / "results.csv")
     table = harness.summary_table(evaluation.rows)
+    versus = harness.versus_baseline_table(evaluation.rows)
+    if versus:
+        table += "\n\nDAL against the baseline on real cases, per modality:\n\n" + versus
     (out / "results.md").write_text(table + "\n")
     for (source, case, modality), panel in evaluation.panels.items():
         method_panels(out / "figures" / f"{source}_{case}_{modality}.png", panel, names,

@@ -80,6 +80,7 @@ class DetectionResult:
     timings: dict[str, float]
     model_version: str
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    working_grid: AtlasSpaceResult | None = None  # the same detection before resampling (evaluation reads it)
 
     def rethreshold(self, threshold: float) -> DetectionResult:
         """The same result with another threshold: no model call, only the mask and its components change."""

@@ -25,6 +25,7 @@ from disanatdetect.atlas import load_atlas
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume, read_volume
 from disanatdetect.pipeline import AnomalyMethod, DetectionConfig, analyse_prepared, prepare_scan
+from disanatdetect.spatial import mask_on_working_grid
 from disanatdetect.synth.cases import synthetic_cases
 from disanatdetect.synth.lesions import LESION_TYPES
 
@@ -137,6 +138,14 @@ def _case_metrics(anomaly: np.ndarray, mask: np.ndarray, reference: np.ndarray, 
     return {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
 
 
+def _restoration(result, prepared, reference, atlas) -> dict:
+    """What the restoration makes of the reference lesion, on the working grid where the anatomy lives."""
+    lesion = mask_on_working_grid(reference, atlas, prepared.transform)
+    shares = metrics.restoration_shares(result.encoded, result.restored, atlas.priors.argmax(0), lesion,
+                                        prepared.brain)
+    return {key: round(value, 4) for key, value in shares.items()}
+
+
 def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None,
              settings: DetectionConfig = DetectionConfig()) -> Evaluation:
     """Run every method on every case (with ``settings``, the modality set per case); returns rows (one per case x
@@ -163,6 +172,8 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None,
                    **_case_metrics(anomaly, mask, reference, brain, threshold, voxel_ml)}
             if getattr(method, "reconstructs", True):
                 row["phi_correlation"] = phi_correlation(case.image.array, phi.array, brain & ~reference)
+            if reference.any() and detection.working_grid.restored is not None:
+                row.update(_restoration(detection.working_grid, prepared, case.reference, atlas))
             evaluation.rows.append(row)
             if reference.any():
                 evaluation.curves[(case.source, case.modality, method.name)].append(
@@ -179,6 +190,11 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None,
 METRIC_COLUMNS = ("ap", "best_dice", "dice", "auroc", "detection_rate")
 
 
+def _mean(values) -> str:
+    values = [v for v in values if not np.isnan(v)]
+    return f"{np.mean(values):.3f}" if values else "–"
+
+
 def summary_table(rows: list[dict]) -> str:
     """Markdown table of means per source, modality and method, with the healthy false-positive volume."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -192,13 +208,46 @@ def summary_table(rows: list[dict]) -> str:
         healthy = [r for r in group if "ap" not in r]
 
         def mean(key, subset=lesioned):
-            values = [r[key] for r in subset if key in r and not np.isnan(r[key])]
-            return f"{np.mean(values):.3f}" if values else "–"
+            return _mean([r[key] for r in subset if key in r])
 
         lines.append(f"| {source} | {modality} | {method} | {len(lesioned)} | {mean('ap')} | {mean('best_dice')} | "
                      f"{mean('dice')} | {mean('auroc')} | {mean('detection_rate')} | "
                      f"{mean('false_positive_ml', healthy)} | {mean('seconds', group)} |")
     return "\n".join(lines)
+
+
+def versus_baseline_table(rows: list[dict], method: str = "DAL", baseline: str = "Threshold",
+                          source: str = "real") -> str:
+    """The release table: per modality, ``method`` / ``baseline`` mean AP and best Dice, the method's Dice at its
+    own threshold, the cases it wins (best Dice, on the same case), its healthy false positives (mean and
+    worst scan), and what its restoration makes of the reference lesions. Empty when either method is missing."""
+    by_key = {(r["source"], r["case"], r["modality"], r["method"]): r for r in rows}
+    modalities = list(dict.fromkeys(r["modality"] for r in rows if r["source"] == source and r["method"] == method))
+    lines = [f"| modality | cases | AP {method} / {baseline} | best Dice {method} / {baseline} | "
+             f"Dice @ own threshold | cases won | healthy scans | healthy FP mean / worst (mL) | "
+             "lesion as expected tissue: encoded / restored | changed by restoration: lesion / rest |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for modality in modalities:
+        ours = [r for r in rows if (r["source"], r["modality"], r["method"]) == (source, modality, method)]
+        pairs = [(r, by_key.get((source, r["case"], modality, baseline))) for r in ours if "ap" in r]
+        pairs = [(r, b) for r, b in pairs if b is not None]
+        healthy = [r["false_positive_ml"] for r in ours if "ap" not in r]
+        if not pairs and not healthy:
+            continue
+        won = sum(r["best_dice"] > b["best_dice"] for r, b in pairs)
+
+        def both(key: str) -> str:
+            return f"{_mean([r[key] for r, _ in pairs])} / {_mean([b[key] for _, b in pairs])}"
+
+        def of_ours(key: str) -> str:
+            return _mean([r[key] for r, _ in pairs if key in r])
+
+        worst = f"{max(healthy):.2f}" if healthy else "–"
+        lines.append(f"| {modality} | {len(pairs)} | {both('ap')} | {both('best_dice')} | {of_ours('dice')} | "
+                     f"{won} of {len(pairs)} | {len(healthy)} | {_mean(healthy)} / {worst} | "
+                     f"{of_ours('lesion_expected_encoded')} / {of_ours('lesion_expected_restored')} | "
+                     f"{of_ours('lesion_changed')} / {of_ours('healthy_changed')} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:

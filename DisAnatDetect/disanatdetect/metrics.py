@@ -79,3 +79,25 @@ def lesion_detection_rate(prediction, reference) -> float:
 def false_positive_volume_ml(prediction, reference, voxel_volume_ml: float) -> float:
     """Volume (mL) predicted as lesion outside the reference; for healthy volumes, all that is predicted."""
     return float(((np.asarray(prediction) > 0) & ~(np.asarray(reference) > 0)).sum() * voxel_volume_ml)
+
+
+def restoration_shares(encoded, restored, expected, lesion, brain) -> dict[str, float]:
+    """What the restoration does to a lesion, from tissue-class maps on one grid.
+
+    ``expected`` is the healthy tissue class a voxel should have (the atlas's most likely one). Returns the share
+    of lesion voxels whose encoded and whose restored class is the expected one (the restoration should raise it),
+    and the share of voxels the restoration changes inside the lesion and in the rest of the brain (it should
+    change the first and leave the second). NaN where a region is empty.
+    """
+    encoded, restored, expected = (np.asarray(a) for a in (encoded, restored, expected))
+    lesion = (np.asarray(lesion) > 0) & np.asarray(brain, dtype=bool)
+    rest = np.asarray(brain, dtype=bool) & ~lesion
+    changed = encoded != restored
+
+    def share(values: np.ndarray, region: np.ndarray) -> float:
+        return float(values[region].mean()) if region.any() else float("nan")
+
+    return {"lesion_expected_encoded": share(encoded == expected, lesion),
+            "lesion_expected_restored": share(restored == expected, lesion),
+            "lesion_changed": share(changed, lesion),
+            "healthy_changed": share(changed, rest)}

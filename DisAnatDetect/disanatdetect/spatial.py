@@ -63,8 +63,7 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
                          "brain MRI.") from None
     stopwatch.lap("register")
     image = sitk.GetArrayFromImage(resample_to(masked_scan, reference, transform))
-    brain = sitk.GetArrayFromImage(resample_to(_like(volume, input_brain.astype(np.uint8)), reference,
-                                               transform)) > 0.5
+    brain = mask_on_working_grid(volume.with_array(input_brain), atlas, transform)
     inside_atlas = float((brain & atlas.brain_mask).sum()) / max(1, int(brain.sum()))
     if brain.sum() < 1000 or inside_atlas < config.min_atlas_overlap:
         raise InputError(f"registration to the brain atlas failed (only {inside_atlas:.0%} of the registered brain "
@@ -76,6 +75,12 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
     normalised = normalise_intensity(image, brain, config.normalisation)
     stopwatch.lap("normalise")
     return PreparedScan(volume, input_brain, transform, normalised, brain, scale, dict(stopwatch.timings), bias)
+
+
+def mask_on_working_grid(mask: Volume, atlas: Atlas, transform: sitk.Transform) -> np.ndarray:
+    """A mask on a scan's grid (the brain, a reference lesion) brought onto the working grid."""
+    moved = resample_to(_like(mask, (mask.array > 0).astype(np.uint8)), atlas.template, transform)
+    return sitk.GetArrayFromImage(moved) > 0.5
 
 
 def to_input_grid(prepared: PreparedScan, result: AtlasSpaceResult, atlas: Atlas, threshold: float,
@@ -97,7 +102,7 @@ def to_input_grid(prepared: PreparedScan, result: AtlasSpaceResult, atlas: Atlas
     anomaly, pseudo_healthy = volume.with_array(anomaly), volume.with_array(phi)
     mask, lesions = mask_and_lesions(anomaly, threshold, config.postprocess)
     return DetectionResult(pseudo_healthy, anomaly, mask, float(threshold), result.modality, lesions, {}, version,
-                           config.postprocess)
+                           config.postprocess, result)
 
 
 def _or_image(result: AtlasSpaceResult) -> np.ndarray:
