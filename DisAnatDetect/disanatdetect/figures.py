@@ -103,6 +103,35 @@ def detection_panel(path: str | Path, scan, pseudo_healthy, anomaly, mask, refer
     return _save(figure, path, 110, title)
 
 
+def pseudo_healthy_rows(path: str | Path, rows: list[tuple[str, object, object, np.ndarray | None]],
+                        title: str = "") -> Path:
+    """One row per scan: the scan, its pseudo-healthy image and their difference, on one axial slice (the one with
+    most reference lesion, else the one with most brain), in radiological orientation. ``rows`` holds
+    (label, scan, pseudo_healthy, reference or None); the volumes share their grid."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(rows), 3, figsize=(7.2, 2.5 * len(rows)), squeeze=False)
+    for row, (label, scan, pseudo_healthy, reference) in enumerate(rows):
+        steps = _display_steps(scan)
+        image, phi = (v.array[:, ::steps[0], ::steps[1]].astype(np.float32) for v in (scan, pseudo_healthy))
+        focus = reference[:, ::steps[0], ::steps[1]] > 0 if reference is not None and reference.any() else image > 0
+        z = int(np.argmax(focus.sum((1, 2))))
+        vmax = float(np.percentile(image[z][image[z] > 0], 99.5)) if (image[z] > 0).any() else 1.0
+        difference = image[z] - phi[z]
+        for column, (name, shown, options) in enumerate((
+                ("scan", image[z], {"cmap": "gray", "vmin": 0, "vmax": vmax}),
+                ("pseudo-healthy", phi[z], {"cmap": "gray", "vmin": 0, "vmax": vmax}),
+                ("scan - pseudo-healthy", difference, {"cmap": "RdBu_r", "vmin": -vmax / 2, "vmax": vmax / 2}))):
+            axis = axes[row, column]
+            axis.imshow(shown, **options)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(name, fontsize=9)
+            if column == 0:
+                axis.set_ylabel(label, fontsize=8)
+    return _save(figure, path, 100, title)
+
+
 def method_panels(path: str | Path, panel: dict, methods: list[str], title: str = "") -> Path:
     """One row per method: scan, its pseudo-healthy image (or the scan), anomaly map, mask, reference."""
     plt = _pyplot()
