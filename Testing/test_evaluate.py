@@ -57,3 +57,38 @@ def test_versus_baseline_table_counts_wins_and_healthy_scans(evaluation):
     dal["best_dice"], threshold["best_dice"] = 0.9, 0.1  # the count follows the numbers
     assert "| 1 of 1 | 1 |" in harness.versus_baseline_table(rows).splitlines()[2]
     assert harness.versus_baseline_table([r for r in rows if r["method"] == "DAL"]).count("\n") == 2  # healthy only
+
+
+def test_retrained_ablations_are_named_by_what_their_training_turned_off(tiny_bundle, tmp_path):
+    from disanatdetect.bundle import load_bundle, write_bundle
+    from disanatdetect.errors import InputError
+
+    bundle = load_bundle(tiny_bundle)
+    for name, change in (("reference", {}), ("no-restoration", {"use_restoration": False}),
+                         ("soft", {"hard_one_hot": False})):
+        write_bundle(bundle.model, "dal", {**bundle.manifest["model_config"], **change}, tmp_path / name, "0",
+                     {"training": {"steps": 40}})
+    methods = {m.name: m for m in harness.retrained_ablations(tmp_path, "cpu")}
+    assert set(methods) == {"DAL (40 steps)", "DAL w/o restoration (retrained, 40 steps)",
+                            "DAL soft anatomy (retrained, 40 steps)"}
+    assert not methods["DAL w/o restoration (retrained, 40 steps)"].bundle.model.config.use_restoration
+    assert not methods["DAL soft anatomy (retrained, 40 steps)"].bundle.model.config.hard_one_hot
+    with pytest.raises(InputError, match="no DAL bundle"):
+        harness.retrained_ablations(tmp_path / "reference" / "none", "cpu")
+
+
+def test_ablation_table_compares_each_variant_with_its_reference_on_shared_cases():
+    def row(method, case, ap, modality="t2"):
+        return {"source": "real", "case": case, "modality": modality, "method": method, "ap": ap}
+
+    rows = [row("DAL", "a", 0.6), row("DAL", "b", 0.4), row("DAL w/o CSF rule", "a", 0.5),
+            row("DAL w/o CSF rule", "b", 0.1), row("DAL (40 steps)", "a", 0.3),
+            row("DAL w/o priors (retrained, 40 steps)", "a", 0.35),
+            row("DAL w/o priors (retrained, 40 steps)", "b", 0.9),  # its reference has no case b: not compared
+            row("Threshold", "a", 0.9), {"source": "real", "case": "h", "modality": "t2", "method": "DAL",
+                                         "false_positive_ml": 2.0}]
+    lines = harness.ablation_table(rows).splitlines()
+    assert lines[0] == "| variant | reference | t2 AP (change) |"
+    assert lines[2:] == ["| DAL w/o CSF rule | DAL | 0.300 (-0.200) |",
+                         "| DAL w/o priors (retrained, 40 steps) | DAL (40 steps) | 0.350 (+0.050) |"]
+    assert harness.ablation_table([r for r in rows if r["method"] in ("DAL", "Threshold")]) == ""

@@ -295,6 +295,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if not args.cases and not args.synthetic and not args.healthy_scan:
         raise InputError("nothing to evaluate; pass --cases DIR, --healthy-scan MODALITY:FILE and/or --synthetic.")
     methods = _methods(args.methods.split(","), args.device, not args.no_ablations, args.model)
+    if args.ablation_models:
+        methods += harness.retrained_ablations(args.ablation_models, args.device)
     modalities = tuple(args.modalities.split(","))
     sources = [harness.folder_cases(folder, tuple(m for m in modalities if m in harness.MODALITY_FILES))
                for folder in args.cases or ()]
@@ -326,6 +328,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
     versus = harness.versus_baseline_table(evaluation.rows)
     if versus:
         table += "\n\nDAL against the baseline on real cases, per modality:\n\n" + versus
+    ablation = harness.ablation_table(evaluation.rows)
+    if ablation:
+        table += "\n\nAblations on real cases, mean AP and its change against the reference:\n\n" + ablation
     (out / "results.md").write_text(table + "\n")
     for (source, case, modality), panel in evaluation.panels.items():
         method_panels(out / "figures" / f"{source}_{case}_{modality}.png", panel, names,
@@ -502,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--methods", default="dal,threshold,ae,dae")
     evaluation.add_argument("--modalities", default="t1,t1c,t2,flair,pd")
     evaluation.add_argument("--no-ablations", action="store_true")
+    evaluation.add_argument("--ablation-models", metavar="DIR", default=None,
+                            help="a folder of DAL bundles trained as ablations (<name>/manifest.json each), "
+                                 "evaluated beside the others")
     evaluation.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     evaluation.add_argument("--quiet", action="store_true")
     evaluation.set_defaults(run=command_evaluate)

@@ -3,11 +3,11 @@
 Cases come from a BraTS-style folder (``<case>/<modality>.nii.gz`` + ``reference.nii.gz``, or the BraTS 2021 and
 2023 file names) and from a fixed-seed synthetic suite (each lesion type in T1, T2, FLAIR and PD, plus healthy
 volumes for false positives), and from healthy scans. Every case takes the detector's own path (registration
-included); a scan is prepared once and every method scores that same preparation. Metrics are pooled over the brain voxels
-of each case (and then averaged over cases): AP, best Dice (threshold searched on the case, for comparison with
-papers only), Dice at the method's own label-free threshold, AUROC, lesion-wise detection rate, and for healthy
-volumes the false-positive volume at that threshold.
-"""
+included); a scan is prepared once and every method scores that same preparation. Metrics are pooled over the
+brain voxels of each case (and then averaged over cases): AP, best Dice (threshold searched on the case, for
+comparison with papers only), Dice at the method's own label-free threshold, AUROC, lesion-wise detection rate,
+for healthy volumes the false-positive volume at that threshold, and for DAL what its restoration makes of the
+reference lesion. Tables: means per method, DAL against the thresholding baseline, and the ablations."""
 
 from __future__ import annotations
 
@@ -250,6 +250,41 @@ def versus_baseline_table(rows: list[dict], method: str = "DAL", baseline: str =
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def _reference_of(method: str) -> str:
+    """The row an ablation is measured against: the DAL trained with the same budget for a retrained ablation
+    (``DAL w/o priors (retrained, 4000 steps)`` -> ``DAL (4000 steps)``), the released DAL for the others."""
+    if "(retrained, " in method:
+        return "DAL (" + method.split("(retrained, ")[1]
+    if method.startswith("DAL (") and method.endswith(" steps)"):
+        return method  # a reference itself: the released DAL has another budget, so no comparison
+    return "DAL"
+
+
+def ablation_table(rows: list[dict], source: str = "real") -> str:
+    """Per DAL variant and modality: mean AP on the lesioned cases, and its change against the variant's
+    reference (:func:`_reference_of`) on the same cases; a part earns its keep where removing it costs AP."""
+    ap: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        if row["source"] == source and "ap" in row and row["method"].startswith("DAL"):
+            ap[(row["method"], row["modality"])][row["case"]] = row["ap"]
+    methods = list(dict.fromkeys(method for method, _ in ap))
+    modalities = list(dict.fromkeys(modality for _, modality in ap))
+    lines = ["| variant | reference | " + " | ".join(f"{m} AP (change)" for m in modalities) + " |",
+             "| --- | --- |" + " --- |" * len(modalities)]
+    for method in methods:
+        reference = _reference_of(method)
+        if method == reference:
+            continue
+        cells = []
+        for modality in modalities:
+            ours, theirs = ap.get((method, modality), {}), ap.get((reference, modality), {})
+            shared = [case for case in ours if case in theirs]
+            change = np.mean([ours[c] - theirs[c] for c in shared]) if shared else np.nan
+            cells.append(f"{np.mean([ours[c] for c in shared]):.3f} ({change:+.3f})" if shared else "–")
+        lines.append(f"| {method} | {reference} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def write_csv(rows: list[dict], path: Path) -> Path:
     columns: list[str] = []
     for row in rows:
@@ -261,18 +296,18 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-NO_PRIORS_BUNDLE = Path(__file__).parent / "weights" / "dal-no-priors" / "manifest.json"
+# What an ablation's training turns off (``disanatdetect train --no-restoration | --soft-anatomy | --no-priors``),
+# read from its bundle's manifest, and the name of its harness row.
+RETRAINED_ABLATIONS = (("use_restoration", "w/o restoration"), ("hard_one_hot", "soft anatomy"),
+                       ("use_priors", "w/o priors"))
 
 
 def ablations(dal_method) -> list:
-    """DAL variants: without edge restoration (PHI from the encoded anatomy), with soft (not one-hot) anatomy,
-    without the rule that anatomy-agreed CSF carries no score, and with the (unreleased) rule that a darker residual
-    counts where the restored anatomy expects missing tissue, all from the same weights; and without the atlas
-    priors as network inputs, which needs its own model (``disanatdetect train --no-priors``), used when shipped."""
+    """DAL variants from the same weights: without edge restoration (PHI from the encoded anatomy), with soft (not
+    one-hot) anatomy, without the rule that anatomy-agreed CSF carries no score, and with the (unreleased) rule that
+    a darker residual counts where the restored anatomy expects missing tissue. What each part is worth when the
+    model is trained without it is :func:`retrained_ablations`'s job."""
     import copy
-
-    from disanatdetect.bundle import load_bundle
-    from disanatdetect.dal_inference import DALMethod
 
     variants = []
     for name, model_change, detection_change in (
@@ -287,8 +322,29 @@ def ablations(dal_method) -> list:
         variant.detection_overrides = detection_change
         variant.name = name
         variants.append(variant)
-    if NO_PRIORS_BUNDLE.exists():
-        variant = DALMethod(load_bundle(NO_PRIORS_BUNDLE, device=dal_method.device), dal_method.device)
-        variant.name = "DAL w/o priors"
-        variants.append(variant)
     return variants
+
+
+def retrained_ablations(folder: str | Path, device) -> list:
+    """Every DAL bundle in the sub-folders of ``folder`` (``<name>/manifest.json``), each named by what its training
+    turned off and by its steps: ``DAL w/o priors (retrained, 4000 steps)``, and ``DAL (4000 steps)`` for a bundle
+    that turns nothing off, the reference trained with the same budget."""
+    from disanatdetect.bundle import load_bundle
+    from disanatdetect.dal_inference import DALMethod
+
+    manifests = sorted(Path(folder).glob("*/manifest.json"))
+    methods = []
+    for manifest in manifests:
+        bundle = load_bundle(manifest)  # on the CPU; DALMethod moves it to ``device``
+        if bundle.manifest.get("model") != "dal":
+            continue  # the autoencoder baselines may share the folder
+        config = bundle.manifest["model_config"]
+        changed = [label for key, label in RETRAINED_ABLATIONS if config.get(key, True) is False]
+        steps = bundle.manifest.get("training", {}).get("steps", "?")
+        method = DALMethod(bundle, device)
+        method.name = f"DAL {' '.join(changed)} (retrained, {steps} steps)" if changed else f"DAL ({steps} steps)"
+        methods.append(method)
+    if not methods:
+        raise InputError(f"no DAL bundle in the sub-folders of {folder}; train each ablation with 'disanatdetect "
+                         "train --no-restoration | --soft-anatomy | --no-priors' and put its bundle there.")
+    return methods
