@@ -92,3 +92,19 @@ def test_ablation_table_compares_each_variant_with_its_reference_on_shared_cases
     assert lines[2:] == ["| DAL w/o CSF rule | DAL | 0.300 (-0.200) |",
                          "| DAL w/o priors (retrained, 40 steps) | DAL (40 steps) | 0.350 (+0.050) |"]
     assert harness.ablation_table([r for r in rows if r["method"] in ("DAL", "Threshold")]) == ""
+
+
+def test_held_out_healthy_scans_come_from_held_out_subjects_and_new_seeds(label_maps, atlas):
+    from disanatdetect.calibration import CalibrationConfig
+    from disanatdetect.synth.healthy_scans import render_healthy_scan
+    from disanatdetect.synth.label_bank import load_bank, split_subjects
+
+    cases = list(harness.held_out_healthy_scans(2, ("t2",), str(label_maps), holdout_subjects=1))
+    held_out = split_subjects(label_maps, 1)[1]
+    assert [(c.source, c.modality) for c in cases] == [("held-out", "t2")] * 2
+    assert all(c.name.startswith(held_out[0].name.split(".")[0]) and not c.reference.array.any() for c in cases)
+    bank = load_bank(held_out, atlas)
+    np.testing.assert_array_equal(cases[1].image.array,
+                                  render_healthy_scan(bank, 0, "t2", harness.HELD_OUT_SEED + 1, atlas).array)
+    calibration_seeds = range(CalibrationConfig().seed, CalibrationConfig().seed + 1000)
+    assert harness.HELD_OUT_SEED not in calibration_seeds  # not the scans the thresholds were fitted on

@@ -292,8 +292,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from disanatdetect import evaluate as harness
     from disanatdetect.figures import method_panels, precision_recall_curves
 
-    if not args.cases and not args.synthetic and not args.healthy_scan:
-        raise InputError("nothing to evaluate; pass --cases DIR, --healthy-scan MODALITY:FILE and/or --synthetic.")
+    if not args.cases and not args.synthetic and not args.healthy_scan and not args.held_out_healthy:
+        raise InputError("nothing to evaluate; pass --cases DIR, --healthy-scan MODALITY:FILE, --held-out-healthy N "
+                         "and/or --synthetic.")
     methods = _methods(args.methods.split(","), args.device, not args.no_ablations, args.model)
     if args.ablation_models:
         methods += harness.retrained_ablations(args.ablation_models, args.device)
@@ -306,6 +307,13 @@ def command_evaluate(args: argparse.Namespace) -> int:
         suite = harness.SuiteConfig()
         sources.append(harness.synthetic_suite(replace(suite, modalities=tuple(
             m for m in suite.modalities if m in modalities))))
+    if args.held_out_healthy:
+        # the subjects the evaluated DAL model held out of its training (recorded in its manifest)
+        dal = next((m for m in methods if hasattr(m, "bundle")), None)
+        trained = dal.bundle.manifest.get("training", {}).get("config", {}) if dal is not None else {}
+        label_maps = args.label_maps or trained.get("label_maps") or DEFAULT_LABEL_MAPS
+        sources.append(harness.held_out_healthy_scans(args.held_out_healthy, modalities, label_maps,
+                                                      trained.get("holdout_subjects", 4)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -503,6 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--n4", action="store_true",
                             help="N4 bias correction of every scan before normalising (to measure it)")
     evaluation.add_argument("--synthetic", action="store_true", help="add the fixed-seed synthetic suite")
+    evaluation.add_argument("--held-out-healthy", type=int, default=0, metavar="N",
+                            help="add N healthy scans per modality rendered from the held-out label maps "
+                                 "(seeds apart from calibration's): out-of-sample healthy false positives")
+    evaluation.add_argument("--label-maps", default=None,
+                            help="the training label maps, for --held-out-healthy (default: the model's own)")
     evaluation.add_argument("--out", default="evaluation")
     evaluation.add_argument("--methods", default="dal,threshold,ae,dae")
     evaluation.add_argument("--modalities", default="t1,t1c,t2,flair,pd")

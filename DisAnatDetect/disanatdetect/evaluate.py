@@ -22,6 +22,7 @@ import numpy as np
 
 from disanatdetect import metrics
 from disanatdetect.atlas import load_atlas
+from disanatdetect.data_paths import DEFAULT_LABEL_MAPS
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume, read_volume
 from disanatdetect.pipeline import AnomalyMethod, DetectionConfig, analyse_prepared, prepare_scan
@@ -104,6 +105,30 @@ def healthy_scans(specifications: list[str]) -> Iterator[Case]:
         image = read_volume(path)
         name = Path(path).name.split(".")[0]
         yield Case("real", name, modality, image, image.with_array(np.zeros(image.shape, np.uint8)))
+
+
+HELD_OUT_SEED = 40_000  # disjoint from calibration's rendered scans (10,000 on), so the false positives are unseen
+
+
+def held_out_healthy_scans(per_modality: int, modalities: tuple[str, ...], label_maps: str = DEFAULT_LABEL_MAPS,
+                           holdout_subjects: int = 4, seed: int = HELD_OUT_SEED) -> Iterator[Case]:
+    """Healthy scans rendered from the held-out label maps (subjects no model trains on) as calibration renders
+    them, but from other seeds: out-of-sample healthy false positives per modality."""
+    from disanatdetect.synth.healthy_scans import render_healthy_scan
+    from disanatdetect.synth.label_bank import load_bank, split_subjects
+
+    try:
+        held_out = split_subjects(label_maps, holdout_subjects)[1]
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"{error}; the held-out healthy scans need the training label maps.") from None
+    atlas = load_atlas()
+    bank = load_bank(held_out, atlas)
+    for modality in modalities:
+        for index in range(per_modality):
+            subject = index % len(held_out)
+            image = render_healthy_scan(bank, subject, modality, seed + index, atlas)
+            yield Case("held-out", f"{held_out[subject].name.split('.')[0]}-{seed + index}", modality, image,
+                       image.with_array(np.zeros(image.shape, np.uint8)))
 
 
 def synthetic_suite(config: SuiteConfig = SuiteConfig()) -> Iterator[Case]:
