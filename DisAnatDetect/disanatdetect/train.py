@@ -283,6 +283,7 @@ def train(config: TrainConfig | BaselineTrainConfig, resume: bool = True, progre
     # Everything validation uses is imported now: a run lasts hours, and a module first imported late would be
     # read from whatever the source tree holds by then.
     import disanatdetect.calibration  # noqa: F401
+    import disanatdetect.evaluate  # noqa: F401  (calibration reads real healthy scans with its case finder)
 
     log = log or (lambda message: None)
     out = Path(config.out_dir)
