@@ -34,7 +34,8 @@ def main() -> None:
     manifest = write_bundle(model, "dal", config.model.to_dict(), args.out, version, {
         "atlas_config": asdict(config.atlas), "thresholds": shipped.thresholds,
         "calibration": {"borrowed_from": shipped.version},
-        "training": {"run": str(args.run), "step": checkpoint["step"], "config": config.to_dict()}})
+        "training": {"run": str(args.run), "steps": checkpoint["step"], "seed": config.seed,
+                     "config": config.to_dict()}})
     print(f"{manifest}: {version}, thresholds borrowed from {shipped.version}")
 
 
