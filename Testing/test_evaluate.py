@@ -108,3 +108,10 @@ def test_held_out_healthy_scans_come_from_held_out_subjects_and_new_seeds(label_
                                   render_healthy_scan(bank, 0, "t2", harness.HELD_OUT_SEED + 1, atlas).array)
     calibration_seeds = range(CalibrationConfig().seed, CalibrationConfig().seed + 1000)
     assert harness.HELD_OUT_SEED not in calibration_seeds  # not the scans the thresholds were fitted on
+
+
+def test_versus_baseline_table_keeps_the_named_lesioned_cases_and_every_healthy_one(evaluation):
+    rows = [dict(r) for r in evaluation.rows]
+    assert harness.versus_baseline_table(rows, lesioned_prefix="pat") == harness.versus_baseline_table(rows)
+    line = harness.versus_baseline_table(rows, lesioned_prefix="other").splitlines()[2]
+    assert line.startswith("| flair | 0 |") and "| 0 of 0 | 1 |" in line  # no lesioned case, the healthy one stays

@@ -333,9 +333,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
     names = [m.name for m in methods]
     harness.write_csv(evaluation.rows, out / "results.csv")
     table = harness.summary_table(evaluation.rows)
-    versus = harness.versus_baseline_table(evaluation.rows)
+    versus = harness.versus_baseline_table(evaluation.rows, lesioned_prefix=args.table_cases)
     if versus:
-        table += "\n\nDAL against the baseline on real cases, per modality:\n\n" + versus
+        which = f"the real cases named {args.table_cases}*" if args.table_cases else "all real cases"
+        table += f"\n\nDAL against the baseline per modality, lesions of {which}, every real healthy scan:\n\n" \
+            + versus
     ablation = harness.ablation_table(evaluation.rows)
     if ablation:
         table += "\n\nAblations on real cases, mean AP and its change against the reference:\n\n" + ablation
@@ -520,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--methods", default="dal,threshold,ae,dae")
     evaluation.add_argument("--modalities", default="t1,t1c,t2,flair,pd")
     evaluation.add_argument("--no-ablations", action="store_true")
+    evaluation.add_argument("--table-cases", default="", metavar="PREFIX",
+                            help="count only the lesioned real cases whose name starts with PREFIX in the table of "
+                                 "DAL against the baseline (e.g. Brats18); all rows stay in results.csv")
     evaluation.add_argument("--ablation-models", metavar="DIR", default=None,
                             help="a folder of DAL bundles trained as ablations (<name>/manifest.json each), "
                                  "evaluated beside the others")

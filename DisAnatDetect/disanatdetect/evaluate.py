@@ -242,10 +242,12 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def versus_baseline_table(rows: list[dict], method: str = "DAL", baseline: str = "Threshold",
-                          source: str = "real") -> str:
+                          source: str = "real", lesioned_prefix: str = "") -> str:
     """The release table: per modality, ``method`` / ``baseline`` mean AP and best Dice, the method's Dice at its
     own threshold, the cases it wins (best Dice, on the same case), its healthy false positives (mean and
-    worst scan), and what its restoration makes of the reference lesions. Empty when either method is missing."""
+    worst scan), and what its restoration makes of the reference lesions. ``lesioned_prefix`` keeps the lesioned
+    cases whose name starts with it (``Brats18`` for the dev set's ten gliomas). Empty without rows to show."""
+    rows = [r for r in rows if "ap" not in r or r["case"].startswith(lesioned_prefix)]
     by_key = {(r["source"], r["case"], r["modality"], r["method"]): r for r in rows}
     modalities = list(dict.fromkeys(r["modality"] for r in rows if r["source"] == source and r["method"] == method))
     lines = [f"| modality | cases | AP {method} / {baseline} | best Dice {method} / {baseline} | "
