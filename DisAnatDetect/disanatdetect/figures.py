@@ -103,6 +103,16 @@ def detection_panel(path: str | Path, scan, pseudo_healthy, anomaly, mask, refer
     return _save(figure, path, 110, title)
 
 
+def _label_cell(axis, row: int, column: int, column_name: str, row_name: str, fontsize: int = 9) -> None:
+    """A cell of a grid of images: no ticks, the column's name on the first row, the row's on the first column."""
+    axis.set_xticks([])
+    axis.set_yticks([])
+    if row == 0:
+        axis.set_title(column_name, fontsize=9)
+    if column == 0:
+        axis.set_ylabel(row_name, fontsize=fontsize)
+
+
 def pseudo_healthy_rows(path: str | Path, rows: list[tuple[str, object, object, np.ndarray | None]],
                         title: str = "") -> Path:
     """One row per scan: the scan, its pseudo-healthy image and their difference, on one axial slice (the one with
@@ -123,12 +133,7 @@ def pseudo_healthy_rows(path: str | Path, rows: list[tuple[str, object, object, 
                 ("scan - pseudo-healthy", difference, {"cmap": "RdBu_r", "vmin": -vmax / 2, "vmax": vmax / 2}))):
             axis = axes[row, column]
             axis.imshow(shown, **options)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if row == 0:
-                axis.set_title(name, fontsize=9)
-            if column == 0:
-                axis.set_ylabel(label, fontsize=8)
+            _label_cell(axis, row, column, name, label, fontsize=8)
     return _save(figure, path, 100, title)
 
 
@@ -157,12 +162,7 @@ def method_panels(path: str | Path, panel: dict, methods: list[str], title: str 
                 if mask[z].any():
                     axis.contour((mask[z] > 0)[::-1].astype(float), levels=[0.5], colors="orangered",
                                  linewidths=0.8)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if row == 0:
-                axis.set_title(name, fontsize=9)
-            if column == 0:
-                axis.set_ylabel(method, fontsize=9)
+            _label_cell(axis, row, column, name, method)
     return _save(figure, path, 90, title)
 
 
