@@ -115,3 +115,14 @@ def test_versus_baseline_table_keeps_the_named_lesioned_cases_and_every_healthy_
     assert harness.versus_baseline_table(rows, lesioned_prefix="pat") == harness.versus_baseline_table(rows)
     line = harness.versus_baseline_table(rows, lesioned_prefix="other").splitlines()[2]
     assert line.startswith("| flair | 0 |") and "| 0 of 0 | 1 |" in line  # no lesioned case, the healthy one stays
+
+
+def test_figures_are_drawn_from_one_kept_slice_per_case(evaluation, tmp_path):
+    from disanatdetect.figures import method_panels
+
+    patient, control = evaluation.panels[("real", "patient", "flair")], evaluation.panels[("real", "control", "flair")]
+    assert patient["scan"].ndim == 2 and patient["reference"].any()  # the slice through the lesion
+    assert not control["reference"].any()
+    for method in ("DAL", "DAL w/o restoration", "Threshold"):
+        assert [array.shape for array in patient[method]] == [patient["scan"].shape] * 3
+    assert method_panels(tmp_path / "patient.png", patient, ["DAL", "Threshold"]).stat().st_size > 10_000

@@ -63,7 +63,8 @@ class Case:
 class Evaluation:
     rows: list[dict] = field(default_factory=list)
     curves: dict = field(default_factory=lambda: defaultdict(list))  # (modality, method) -> [(scores, labels)]
-    panels: dict = field(default_factory=dict)  # (case, modality) -> {method: DetectionResult-like}
+    panels: dict = field(default_factory=dict)  # (source, case, modality) -> the axial slice of most lesion:
+    # {"scan": image, "reference": mask, method: (pseudo-healthy, anomaly, mask)}
 
 
 def _find(folder: Path, case: str, names: tuple[str, ...]) -> Path | None:
@@ -203,10 +204,12 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None,
             if reference.any():
                 evaluation.curves[(case.source, case.modality, method.name)].append(
                     (anomaly[brain].astype(np.float32), reference[brain]))
-            evaluation.panels.setdefault((case.source, case.name, case.modality), {"scan": case.image,
-                                                                                   "reference": case.reference})
+            # one axial slice per case for its figure: whole volumes of every case and method would fill the memory
+            z = int(np.argmax(reference.sum((1, 2)))) if reference.any() else reference.shape[0] // 2
+            evaluation.panels.setdefault((case.source, case.name, case.modality), {
+                "scan": np.array(case.image.array[z], np.float32), "reference": reference[z].copy()})
             evaluation.panels[(case.source, case.name, case.modality)][method.name] = (
-                phi, case.image.with_array(anomaly.astype(np.float32)), case.image.with_array(mask.astype(np.uint8)))
+                phi.array[z].copy(), anomaly[z].astype(np.float32), mask[z].copy())
             if progress is not None:
                 progress(row)
     return evaluation

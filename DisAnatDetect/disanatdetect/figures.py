@@ -138,30 +138,28 @@ def pseudo_healthy_rows(path: str | Path, rows: list[tuple[str, object, object, 
 
 
 def method_panels(path: str | Path, panel: dict, methods: list[str], title: str = "") -> Path:
-    """One row per method: scan, its pseudo-healthy image (or the scan), anomaly map, mask, reference."""
+    """One row per method: scan, its pseudo-healthy image (or the scan), anomaly map, mask against the reference,
+    on one axial slice (``panel``: 2D arrays, as :class:`~disanatdetect.evaluate.Evaluation` keeps them)."""
     plt = _pyplot()
-    scan, reference = panel["scan"].array, panel["reference"].array > 0
-    z = int(np.argmax(reference.sum((1, 2)))) if reference.any() else scan.shape[0] // 2
-    brain = scan[z][scan[z] > 0]
+    scan, reference = panel["scan"][::-1], panel["reference"][::-1] > 0
+    brain = scan[scan > 0]
     vmax = float(np.percentile(brain, 99.5)) if brain.size else 1.0
     rows = [m for m in methods if m in panel]
     figure, axes = plt.subplots(len(rows), 4, figsize=(9.6, 2.5 * len(rows)), squeeze=False)
     for row, method in enumerate(rows):
-        phi, anomaly, mask = (v.array for v in panel[method])
+        phi, anomaly, mask = (array[::-1] for array in panel[method])
         for column, (name, image) in enumerate((("scan", scan), ("pseudo-healthy", phi), ("anomaly map", None),
                                                  ("mask vs reference", None))):
             axis = axes[row, column]
-            axis.imshow((image if image is not None else scan)[z][::-1], cmap="gray", vmin=0, vmax=vmax)
+            axis.imshow(image if image is not None else scan, cmap="gray", vmin=0, vmax=vmax)
             if name == "anomaly map":
-                a = anomaly[z][::-1]
-                axis.imshow(np.ma.masked_less_equal(a, 0), cmap="hot", alpha=0.75,
-                            vmax=max(float(np.percentile(anomaly[anomaly > 0], 99.5)), 1e-6) if (anomaly > 0).any()
-                            else 1.0)
+                positive = anomaly[anomaly > 0]
+                axis.imshow(np.ma.masked_less_equal(anomaly, 0), cmap="hot", alpha=0.75,
+                            vmax=max(float(np.percentile(positive, 99.5)), 1e-6) if positive.size else 1.0)
             if name == "mask vs reference":
-                axis.contour(reference[z][::-1].astype(float), levels=[0.5], colors="deepskyblue", linewidths=0.8)
-                if mask[z].any():
-                    axis.contour((mask[z] > 0)[::-1].astype(float), levels=[0.5], colors="orangered",
-                                 linewidths=0.8)
+                axis.contour(reference.astype(float), levels=[0.5], colors="deepskyblue", linewidths=0.8)
+                if mask.any():
+                    axis.contour((mask > 0).astype(float), levels=[0.5], colors="orangered", linewidths=0.8)
             _label_cell(axis, row, column, name, method)
     return _save(figure, path, 90, title)
 
