@@ -164,11 +164,9 @@ def _case_metrics(anomaly: np.ndarray, mask: np.ndarray, reference: np.ndarray, 
     return {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
 
 
-def _restoration(result, prepared, reference, atlas) -> dict:
+def _restoration(result, lesion: np.ndarray, brain: np.ndarray, expected_tissue: np.ndarray) -> dict:
     """What the restoration makes of the reference lesion, on the working grid where the anatomy lives."""
-    lesion = mask_on_working_grid(reference, atlas, prepared.transform)
-    shares = metrics.restoration_shares(result.encoded, result.restored, atlas.priors.argmax(0), lesion,
-                                        prepared.brain)
+    shares = metrics.restoration_shares(result.encoded, result.restored, expected_tissue, lesion, brain)
     return {key: round(value, 4) for key, value in shares.items()}
 
 
@@ -177,6 +175,7 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None,
     """Run every method on every case (with ``settings``, the modality set per case); returns rows (one per case x
     modality x method), PR data and panels."""
     atlas = load_atlas()
+    expected_tissue = atlas.priors.argmax(0)  # the atlas's most likely tissue per working-grid voxel
     evaluation = Evaluation()
     for case in cases:
         config = replace(settings, modality=case.modality)
@@ -184,6 +183,8 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None,
         prepared = prepare_scan(case.image, atlas, config)  # every case takes the detector's own path
         preparation_seconds = time.perf_counter() - started
         reference = case.reference.array > 0
+        # the reference on the working grid, once per case, for the restoration shares of every DAL variant
+        working_lesion = mask_on_working_grid(case.reference, atlas, prepared.transform) if reference.any() else None
         for method in methods:
             started = time.perf_counter()
             detection = analyse_prepared(method, prepared, atlas, config)
@@ -198,8 +199,8 @@ def evaluate(methods: list[AnomalyMethod], cases: Iterator[Case], progress=None,
                    **_case_metrics(anomaly, mask, reference, brain, threshold, voxel_ml)}
             if getattr(method, "reconstructs", True):
                 row["phi_correlation"] = phi_correlation(case.image.array, phi.array, brain & ~reference)
-            if reference.any() and detection.working_grid.restored is not None:
-                row.update(_restoration(detection.working_grid, prepared, case.reference, atlas))
+            if working_lesion is not None and detection.working_grid.restored is not None:
+                row.update(_restoration(detection.working_grid, working_lesion, prepared.brain, expected_tissue))
             evaluation.rows.append(row)
             if reference.any():
                 evaluation.curves[(case.source, case.modality, method.name)].append(
