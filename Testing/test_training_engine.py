@@ -141,7 +141,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, l
     with (tmp_path / "pieces" / "log.jsonl").open("a") as log:  # as a run killed after its checkpoint leaves it
         log.write(json.dumps({"step": stopped + 1, "total": 0.0}) + "\n")
     resumed = load_run_config(tmp_path / "pieces")
-    resumed.max_minutes = 0.0
+    assert resumed.max_minutes == 0.0  # the stopped piece's time limit is not the continuation's
     train(resumed, resume=True, progress=False)
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "pieces" / "last.pt", weights_only=True)

@@ -127,8 +127,14 @@ def lowest_clean_threshold(healthy: HealthyMap, max_ml: float,
 def calibrate_thresholds(method: AnomalyMethod,
                          config: CalibrationConfig = CalibrationConfig()) -> dict[str, float]:
     """One threshold per modality, plus "default" (the largest, i.e. the most conservative)."""
+    return thresholds_from_maps(healthy_maps(method, config), config)
+
+
+def thresholds_from_maps(maps_per_modality: dict[str, list[HealthyMap]],
+                         config: CalibrationConfig = CalibrationConfig()) -> dict[str, float]:
+    """The thresholds that ``config``'s limits give on these healthy maps, plus "default" (the largest)."""
     thresholds = {}
-    for modality, maps in healthy_maps(method, config).items():
+    for modality, maps in maps_per_modality.items():
         pooled = np.concatenate([healthy.anomaly[healthy.brain] for healthy in maps])
         voxel_limit = float(np.quantile(pooled, 1 - config.false_positive_rate))
         volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps) \

@@ -203,8 +203,7 @@ def command_train(args: argparse.Namespace) -> int:
             config = load_run_config(out)
         except FileNotFoundError as error:
             raise InputError(f"{error}; start a run with 'disanatdetect train --out {out}'") from None
-        if args.max_minutes is not None:
-            config.max_minutes = args.max_minutes
+        config.max_minutes = args.max_minutes or 0.0  # this piece's own limit, if any
     else:
         if (out / "last.pt").exists() and not args.restart:
             raise InputError(f"{out} already holds a run; continue it with --resume, or start over with --restart")
@@ -557,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="anatomies per step (default: 8 on CPU, sized to the GPU's memory on CUDA)")
     training.add_argument("--threads", type=int, default=0)
     training.add_argument("--max-minutes", type=float, default=None,
-                          help="stop after this wall time with a checkpoint; --resume continues")
+                          help="stop after this wall time with a checkpoint; --resume continues (with no limit "
+                               "unless given again)")
     training.add_argument("--resume", action="store_true",
                           help="continue the run in --out with the settings it was started with")
     training.add_argument("--restart", action="store_true", help="start over, replacing the run in --out")

@@ -230,13 +230,18 @@ def _from_dict(cls, data: dict):
 
 
 def load_run_config(out_dir: str | Path) -> TrainConfig | BaselineTrainConfig:
-    """The settings a run in ``out_dir`` was started with (its ``config.json``), to continue it anywhere."""
+    """The settings a run in ``out_dir`` was started with (its ``config.json``), to continue it anywhere.
+
+    The time limit is not among them: it belonged to the piece that stopped, so the continuation has none
+    (``max_minutes = 0``) until its caller sets one.
+    """
     path = Path(out_dir) / "config.json"
     if not path.exists() or not (Path(out_dir) / CHECKPOINT).exists():
         raise FileNotFoundError(f"no run to resume in {out_dir} (it needs {CHECKPOINT} and config.json)")
     data = json.loads(path.read_text())
     config = _from_dict(BaselineTrainConfig if "model_name" in data else TrainConfig, data)
     config.out_dir = str(out_dir)
+    config.max_minutes = 0.0
     return config
 
 
