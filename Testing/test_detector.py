@@ -7,7 +7,7 @@ import pytest
 
 from disanatdetect.bundle import DEFAULT_BUNDLE
 from disanatdetect.calibration import (THRESHOLD_DECIMALS, CalibrationConfig, HealthyMap, calibrate_thresholds,
-                                       false_positive_ml, healthy_maps, lowest_clean_threshold)
+                                       false_positive_ml, healthy_maps, lowest_clean_threshold, thresholds_from_maps)
 from disanatdetect.dal_inference import analyse_atlas_space
 from disanatdetect.pipeline import DetectionConfig, Detector
 from disanatdetect.scoring import anomaly_score
@@ -96,6 +96,29 @@ def test_lowest_clean_threshold_by_hand(max_ml, grow, expected):
     healthy = HealthyMap(anomaly, np.ones(anomaly.shape, bool), spacing_mm=(1.0, 1.0, 1.0))
     postprocess = PostprocessConfig(grow_fraction=grow, grow_reach_mm=None)
     assert lowest_clean_threshold(healthy, max_ml, postprocess) == pytest.approx(expected, abs=1e-6)
+
+
+def _blocks(high_score: float) -> HealthyMap:
+    """1 mm voxels, score 0.1 everywhere; a 1 mL block at ``high_score``."""
+    anomaly = np.full((20, 20, 20), 0.1, np.float32)
+    anomaly[:10, :10, :10] = high_score
+    return HealthyMap(anomaly, np.ones(anomaly.shape, bool), spacing_mm=(1.0, 1.0, 1.0))
+
+
+def test_lowest_clean_threshold_starts_where_asked():
+    postprocess = PostprocessConfig(grow_fraction=1.0, grow_reach_mm=None)
+    assert lowest_clean_threshold(_blocks(0.6), 0.5, postprocess, low=0.7) == 0.7  # already clean there
+    assert lowest_clean_threshold(_blocks(0.6), 0.5, postprocess, low=0.3) == pytest.approx(0.6, abs=1e-6)
+
+
+def test_volume_limit_is_the_strictest_scans():
+    """The lesion-volume limit raises a modality's threshold to what its worst healthy scan needs, whatever the
+    order of the scans."""
+    maps = [_blocks(0.4), _blocks(0.7), _blocks(0.5)]
+    config = CalibrationConfig(false_positive_rate=0.5, max_false_positive_ml=0.5)  # voxel limit 0.1: no say
+    for order in (maps, maps[::-1]):
+        thresholds = thresholds_from_maps({"t2": order}, config)
+        assert thresholds["t2"] == pytest.approx(0.7, abs=2e-5) and thresholds["default"] == thresholds["t2"]
 
 
 @pytest.mark.parametrize("modality", ["t1", "t2", "flair"])

@@ -109,16 +109,18 @@ def false_positive_ml(healthy: HealthyMap, threshold: float,
 
 
 def lowest_clean_threshold(healthy: HealthyMap, max_ml: float,
-                           postprocess: PostprocessConfig = PostprocessConfig(), iterations: int = 30) -> float:
-    """About the lowest threshold whose lesion mask on ``healthy`` is at most ``max_ml`` (bisection on the score).
+                           postprocess: PostprocessConfig = PostprocessConfig(), low: float = 0.0,
+                           tolerance: float = 1e-7) -> float:
+    """About the lowest threshold at or above ``low`` whose lesion mask on ``healthy`` is at most ``max_ml``
+    (bisection on the score, to ``tolerance``; ``low`` itself where it is already clean).
 
     The mask only shrinks as the threshold rises (seed components and the regions they grow into only shrink or
-    vanish), so bisection between 0 and the highest score finds the boundary.
+    vanish), so bisection between ``low`` and the highest score finds the boundary.
     """
-    low, high = 0.0, float(healthy.anomaly.max())
+    high = max(low, float(healthy.anomaly.max()))
     if false_positive_ml(healthy, low, postprocess) <= max_ml:
         return low
-    for _ in range(iterations):
+    while high - low > tolerance:
         middle = (low + high) / 2
         low, high = (low, middle) if false_positive_ml(healthy, middle, postprocess) <= max_ml else (middle, high)
     return high
@@ -137,10 +139,12 @@ def thresholds_from_maps(maps_per_modality: dict[str, list[HealthyMap]],
     for modality, maps in maps_per_modality.items():
         pooled = np.concatenate([healthy.anomaly[healthy.brain] for healthy in maps])
         voxel_limit = float(np.quantile(pooled, 1 - config.false_positive_rate))
-        volume_limit = max(lowest_clean_threshold(healthy, config.max_false_positive_ml) for healthy in maps) \
-            if config.max_false_positive_ml is not None else 0.0
-        thresholds[modality] = math.ceil(max(voxel_limit, volume_limit) * 10**THRESHOLD_DECIMALS) \
-            / 10**THRESHOLD_DECIMALS
+        threshold = voxel_limit
+        if config.max_false_positive_ml is not None:
+            # raised scan by scan: a scan already clean at the running threshold cannot raise it (one mask each)
+            for healthy in maps:
+                threshold = lowest_clean_threshold(healthy, config.max_false_positive_ml, low=threshold)
+        thresholds[modality] = math.ceil(threshold * 10**THRESHOLD_DECIMALS) / 10**THRESHOLD_DECIMALS
     thresholds["default"] = max(thresholds.values())
     return thresholds
 
