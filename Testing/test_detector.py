@@ -10,7 +10,6 @@ from disanatdetect.calibration import (THRESHOLD_DECIMALS, CalibrationConfig, He
                                        false_positive_ml, healthy_maps, lowest_clean_threshold, thresholds_from_maps)
 from disanatdetect.dal_inference import analyse_atlas_space
 from disanatdetect.pipeline import DetectionConfig, Detector
-from disanatdetect.scoring import anomaly_score
 from disanatdetect.postprocess import PostprocessConfig
 from disanatdetect.preprocess import normalise_intensity
 from disanatdetect.synth.cases import synthetic_case
@@ -144,8 +143,7 @@ def test_ablation_variants_change_what_they_name(tiny_detector):
     method = tiny_detector.method
     variants = {v.name: v for v in ablations(method)
                 if v.bundle.model.anatomy_encoder is method.bundle.model.anatomy_encoder}
-    assert set(variants) == {"DAL w/o restoration", "DAL soft anatomy", "DAL w/o CSF rule",
-                             "DAL with missing-tissue rule"}
+    assert set(variants) == {"DAL w/o restoration", "DAL soft anatomy", "DAL w/o CSF rule"}
     case = synthetic_case(tiny_detector.atlas, 81, "t2", "tumour")
     brain = case.labels.array > 0
     image = normalise_intensity(case.image.array, brain)
@@ -161,16 +159,3 @@ def test_ablation_variants_change_what_they_name(tiny_detector):
     np.testing.assert_array_equal(without_rule.score[~explained], full.score[~explained])
     soft = variants["DAL soft anatomy"].analyse(image, brain, config)
     assert not np.array_equal(soft.pseudo_healthy, full.pseudo_healthy)
-
-def test_dark_residual_counts_only_where_the_restored_anatomy_expects_missing_tissue():
-    image = np.array([0.2, 0.2, 0.9, 0.5], dtype=np.float32)  # a dark core, a dark CSF voxel, a bright lesion
-    phi = np.full(4, 0.5, dtype=np.float32)
-    unexpected = np.array([True, False, False, False])  # only the core lies where tissue should be
-    plain = anomaly_score(image, phi, "flair")
-    scored = anomaly_score(image, phi, "flair", unexpected=unexpected)
-    np.testing.assert_allclose(plain, [0, 0, 0.4, 0], atol=1e-6)
-    np.testing.assert_allclose(scored, [0.3, 0, 0.4, 0], atol=1e-6)
-    # T1 scores both directions anyway; the CSF rule still wins where the anatomy explains the voxel
-    np.testing.assert_allclose(anomaly_score(image, phi, "t1", unexpected=unexpected), [0.3, 0.3, 0.4, 0], atol=1e-6)
-    explained = np.array([True, False, False, False])
-    assert anomaly_score(image, phi, "flair", explained=explained, unexpected=unexpected)[0] == 0

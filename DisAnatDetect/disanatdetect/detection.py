@@ -32,9 +32,6 @@ class DetectionConfig:
     batch_size: int = 16
     anatomy_weight: float = 0.0
     explain_csf: bool = True  # no score where scan and restored anatomy agree on CSF
-    # darker than the PHI also counts where the restored anatomy expects tissue; off: with model 1.0.0 it cost
-    # 0.008 mean AP on FLAIR and 0.013 on T2 (dev BraTS cases), to be decided by model 2's ablation
-    score_missing_tissue: bool = False
     min_atlas_overlap: float = 0.8  # share of the registered brain inside the atlas brain; below: failure
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)

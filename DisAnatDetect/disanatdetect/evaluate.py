@@ -335,17 +335,15 @@ RETRAINED_ABLATIONS = (("use_restoration", "w/o restoration"), ("hard_one_hot", 
 
 def ablations(dal_method) -> list:
     """DAL variants from the same weights: without edge restoration (PHI from the encoded anatomy), with soft (not
-    one-hot) anatomy, without the rule that anatomy-agreed CSF carries no score, and with the (unreleased) rule that
-    a darker residual counts where the restored anatomy expects missing tissue. What each part is worth when the
-    model is trained without it is :func:`retrained_ablations`'s job."""
+    one-hot) anatomy, and without the rule that anatomy-agreed CSF carries no score. What each part is worth when
+    the model is trained without it is :func:`retrained_ablations`'s job."""
     import copy
 
     variants = []
     for name, model_change, detection_change in (
             ("DAL w/o restoration", {"use_restoration": False}, {}),
             ("DAL soft anatomy", {"hard_one_hot": False}, {}),
-            ("DAL w/o CSF rule", {}, {"explain_csf": False}),
-            ("DAL with missing-tissue rule", {}, {"score_missing_tissue": True})):
+            ("DAL w/o CSF rule", {}, {"explain_csf": False})):
         variant = copy.copy(dal_method)
         model = copy.copy(dal_method.bundle.model)
         model.config = replace(model.config, **model_change)

@@ -25,19 +25,15 @@ def infer_modality(intensities: np.ndarray) -> str:
 
 def anomaly_score(image: np.ndarray, pseudo_healthy: np.ndarray, modality: str,
                   anatomy_disagreement: np.ndarray | None = None, anatomy_weight: float = 0.0,
-                  explained: np.ndarray | None = None, unexpected: np.ndarray | None = None) -> np.ndarray:
+                  explained: np.ndarray | None = None) -> np.ndarray:
     """Residual between scan and pseudo-healthy image, signed by the modality, plus optional anatomy disagreement.
 
     ``explained`` marks voxels the anatomy accounts for as healthy CSF (the scan's anatomy and the restored
     anatomy both say CSF): their residual is partial volume and CSF's wide intensity range, not a lesion, and it
-    is what blinds intensity-based detection on T2. ``unexpected`` marks voxels where the restored anatomy puts
-    tissue that the scan's anatomy does not show: there a residual counts in both directions, so that the dark
-    necrotic core of a tumour on FLAIR or T2 (which reads as CSF inside white matter) is part of the lesion.
+    is what blinds intensity-based detection on T2.
     """
     residual = image - pseudo_healthy
     score = np.maximum(residual, 0) if LESION_SIGN[modality] > 0 else np.abs(residual)
-    if unexpected is not None and LESION_SIGN[modality] > 0:
-        score = np.where(unexpected, np.abs(residual), score)
     if anatomy_disagreement is not None and anatomy_weight:
         score = score + anatomy_weight * anatomy_disagreement
     if explained is not None:
@@ -51,10 +47,7 @@ def score_reconstruction(image: np.ndarray, brain: np.ndarray, reconstruction: R
     r = reconstruction
     modality = infer_modality(r.intensities) if config.modality == "auto" else config.modality
     explained = (r.encoded == CSF) & (r.restored == CSF) if config.explain_csf else None
-    unexpected = ((r.encoded != r.restored) & np.isin(r.restored, (GREY_MATTER, WHITE_MATTER))
-                  if config.score_missing_tissue else None)
-    score = anomaly_score(image, r.pseudo_healthy, modality, r.disagreement, config.anatomy_weight, explained,
-                          unexpected)
+    score = anomaly_score(image, r.pseudo_healthy, modality, r.disagreement, config.anatomy_weight, explained)
     score = np.where(brain, score, 0)
     anomaly = anomaly_map(score, brain, atlas.config.spacing_mm, config.postprocess)
     return AtlasSpaceResult(image, brain, r.pseudo_healthy, modality, score, anomaly, r.encoded, r.restored,
