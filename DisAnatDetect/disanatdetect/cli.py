@@ -203,7 +203,8 @@ def command_train(args: argparse.Namespace) -> int:
             config = load_run_config(out)
         except FileNotFoundError as error:
             raise InputError(f"{error}; start a run with 'disanatdetect train --out {out}'") from None
-        config.max_minutes = args.max_minutes or 0.0  # this piece's own limit, if any
+        if args.max_minutes is not None:  # this piece's own limit (load_run_config drops the stopped one's)
+            config.max_minutes = args.max_minutes
     else:
         if (out / "last.pt").exists() and not args.restart:
             raise InputError(f"{out} already holds a run; continue it with --resume, or start over with --restart")
