@@ -1,9 +1,11 @@
 """Brain extraction for scans that still have skull, scalp and neck.
 
 A skull-stripped scan passes through untouched (its brain is where it is above zero). A scan with skull is
-registered, head to head, to the Colin27 head (one real person's MRI in MNI space), and Colin27's brain mask,
-slightly dilated so as not to cut the cortex, is carried back onto the scan. Registration to the atlas then refines
-the alignment on the extracted brain.
+registered, head to head, to the Colin27 head (one real person's MRI in MNI space); the head-to-head fit is then
+refined with the metric limited to Colin27's brain and a band around it, so that the brain outline, not the scalp,
+neck or face (which vary most between people and scanners' fields of view), decides where the brain lies. Colin27's
+brain mask, slightly dilated so as not to cut the cortex, is carried back onto the scan. Registration to the atlas
+then refines the alignment on the extracted brain.
 
 The package ships Colin27's head and brain mask at 2 mm (``data/colin27_*_2mm.nii.gz``), made from Debian's
 ``mricron-data`` (``ch2.nii.gz``, ``ch2bet.nii.gz``) by ``python3 -m disanatdetect.brain_extraction``.
@@ -35,6 +37,8 @@ class BrainExtractionConfig:
 
     skull_volume_ml: float = 2100.0
     brain_dilation_mm: float = 2.0
+    # the band around the brain that the refinement's metric sees: the skull's inner edge, not the face
+    refinement_band_mm: float | None = 10.0  # None: the head-to-head fit alone
 
 
 def foreground(array: np.ndarray) -> np.ndarray:
@@ -92,11 +96,21 @@ def extract_brain(volume: Volume, config: BrainExtractionConfig = BrainExtractio
     scan = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
     transform = register_to_atlas(scan, head_template, RegistrationConfig(shrink_factors=(4, 2, 1),
                                                                           smoothing_mm=(4.0, 2.0, 1.0)))
-    brain = sitk.BinaryDilate(sitk.Cast(brain_template > 0, sitk.sitkUInt8),
-                              [max(1, int(round(config.brain_dilation_mm / s))) for s in brain_template.GetSpacing()])
+    brain_template = sitk.Cast(brain_template > 0, sitk.sitkUInt8)
+    if config.refinement_band_mm is not None:
+        band = _dilated(brain_template, config.refinement_band_mm)
+        transform = register_to_atlas(scan, head_template, RegistrationConfig(shrink_factors=(2, 1),
+                                                                              smoothing_mm=(2.0, 1.0),
+                                                                              sampling_fraction=0.2),
+                                      initial=transform, fixed_mask=band)
+    brain = _dilated(brain_template, config.brain_dilation_mm)
     on_scan = sitk.Resample(brain, scan, transform.GetInverse(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     mask = sitk.GetArrayFromImage(on_scan) > 0
     return mask & foreground(volume.array)
+
+
+def _dilated(mask: sitk.Image, radius_mm: float) -> sitk.Image:
+    return sitk.BinaryDilate(mask, [max(1, int(round(radius_mm / s))) for s in mask.GetSpacing()])
 
 
 if __name__ == "__main__":

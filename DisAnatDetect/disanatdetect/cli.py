@@ -313,7 +313,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
         trained = dal.bundle.manifest.get("training", {}).get("config", {}) if dal is not None else {}
         label_maps = args.label_maps or trained.get("label_maps") or DEFAULT_LABEL_MAPS
         sources.append(harness.held_out_healthy_scans(args.held_out_healthy, modalities, label_maps,
-                                                      trained.get("holdout_subjects", 4)))
+                                                      trained.get("holdout_subjects", 4),
+                                                      with_head=args.with_head))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -345,7 +346,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     for (source, case, modality), panel in evaluation.panels.items():
         method_panels(out / "figures" / f"{source}_{case}_{modality}.png", panel, names,
                       f"{case} {modality.upper()}")
-    precision_recall_curves(out / "pr_curves.png", evaluation.curves)
+    if evaluation.curves:  # healthy scans alone have no lesion to draw a curve of
+        precision_recall_curves(out / "pr_curves.png", evaluation.curves)
     print(table)
     print(f"\n{len(evaluation.rows)} rows in {time.perf_counter() - started:.0f} s; results in {out}")
     return 0
@@ -516,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--held-out-healthy", type=int, default=0, metavar="N",
                             help="add N healthy scans per modality rendered from the held-out label maps "
                                  "(seeds apart from calibration's): out-of-sample healthy false positives")
+    evaluation.add_argument("--with-head", action="store_true",
+                            help="render the --held-out-healthy scans unstripped (head, eyes, noise; thick slices "
+                                 "or 1 mm): healthy false positives through brain extraction")
     evaluation.add_argument("--label-maps", default=None,
                             help="the training label maps, for --held-out-healthy (default: the model's own)")
     evaluation.add_argument("--out", default="evaluation")

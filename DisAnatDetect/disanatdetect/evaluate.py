@@ -112,10 +112,12 @@ HELD_OUT_SEED = 40_000  # disjoint from calibration's rendered scans (10,000 on)
 
 
 def held_out_healthy_scans(per_modality: int, modalities: tuple[str, ...], label_maps: str = DEFAULT_LABEL_MAPS,
-                           holdout_subjects: int = 4, seed: int = HELD_OUT_SEED) -> Iterator[Case]:
+                           holdout_subjects: int = 4, seed: int = HELD_OUT_SEED,
+                           with_head: bool = False) -> Iterator[Case]:
     """Healthy scans rendered from the held-out label maps (subjects no model trains on) as calibration renders
-    them, but from other seeds: out-of-sample healthy false positives per modality."""
-    from disanatdetect.synth.healthy_scans import render_healthy_scan
+    them, but from other seeds: out-of-sample healthy false positives per modality. ``with_head``: unstripped scans
+    (:data:`~disanatdetect.synth.healthy_scans.SKULL_ON`), which measure brain extraction too."""
+    from disanatdetect.synth.healthy_scans import SKULL_ON, HealthyScanConfig, render_healthy_scan
     from disanatdetect.synth.label_bank import load_bank, split_subjects
 
     try:
@@ -127,8 +129,10 @@ def held_out_healthy_scans(per_modality: int, modalities: tuple[str, ...], label
     for modality in modalities:
         for index in range(per_modality):
             subject = index % len(held_out)
-            image = render_healthy_scan(bank, subject, modality, seed + index, atlas)
-            yield Case("held-out", f"{held_out[subject].name.split('.')[0]}-{seed + index}", modality, image,
+            image = render_healthy_scan(bank, subject, modality, seed + index, atlas,
+                                        SKULL_ON if with_head else HealthyScanConfig())
+            name = f"{held_out[subject].name.split('.')[0]}-{seed + index}{'-head' if with_head else ''}"
+            yield Case("held-out", name, modality, image,
                        image.with_array(np.zeros(image.shape, np.uint8)))
 
 

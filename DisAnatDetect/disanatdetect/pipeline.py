@@ -33,7 +33,8 @@ def analyse_prepared(method: AnomalyMethod, prepared: PreparedScan, atlas: Atlas
     config = with_overrides(config, method)
     stopwatch = stopwatch or Stopwatch()
     stopwatch.stage("reconstructing")
-    result = method.analyse(prepared.image, prepared.brain, config, stopwatch.progress, stopwatch.should_cancel)
+    result = method.analyse(prepared.image, prepared.brain, config, stopwatch.progress, stopwatch.should_cancel,
+                            prepared.acquisition)
     stopwatch.lap("reconstruct")
     stopwatch.stage("post-processing")
     if threshold is None:

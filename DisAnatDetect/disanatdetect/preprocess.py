@@ -90,11 +90,13 @@ def brain_mask(image: np.ndarray) -> np.ndarray:
 
 
 def register_to_atlas(moving: sitk.Image, fixed: sitk.Image, config: RegistrationConfig = RegistrationConfig(),
-                      initial: sitk.Transform | None = None) -> sitk.AffineTransform:
+                      initial: sitk.Transform | None = None,
+                      fixed_mask: sitk.Image | None = None) -> sitk.AffineTransform:
     """Affine transform mapping atlas (fixed) points to scan (moving) points, mutual information, multi-resolution.
 
     Starts from ``initial`` or else from aligned intensity centres of mass (moments), so scans far from the atlas
-    origin start close. The registration stops early when the metric has converged.
+    origin start close. ``fixed_mask`` limits the metric to the atlas points inside it. The registration stops
+    early when the metric has converged.
     """
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     moving = coarsened(sitk.Cast(moving, sitk.sitkFloat32), min(fixed.GetSpacing()))
@@ -105,6 +107,8 @@ def register_to_atlas(moving: sitk.Image, fixed: sitk.Image, config: Registratio
     method.SetMetricAsMattesMutualInformation(config.histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(config.sampling_fraction, config.seed)
+    if fixed_mask is not None:
+        method.SetMetricFixedMask(fixed_mask)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetMetricUseFixedImageGradientFilter(config.gradient_images)
     method.SetMetricUseMovingImageGradientFilter(config.gradient_images)
