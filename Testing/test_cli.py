@@ -192,3 +192,13 @@ def test_demo_synthetic_case_still_runs(tmp_path, capsys):
                  "--device", "cpu", "--quiet"]) == 0
     assert json.loads((out / "report.json").read_text())["modality"] == "t2"
     assert (out / "input" / "synthetic_t2.nii.gz").exists() and (out / "demo.png").exists()
+
+
+def test_evaluate_on_unstripped_healthy_scans_alone(tmp_path, all_label_maps, capsys):
+    """Healthy scans alone have no lesion curve to draw; rendered with their heads, they go through extraction."""
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", "--held-out-healthy", "1", "--with-head", "--methods", "threshold",
+                 "--modalities", "t2", "--label-maps", str(all_label_maps), "--out", str(out), "--quiet"]) == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("held-out,") and "-head," in rows[1]
+    assert not (out / "pr_curves.png").exists()

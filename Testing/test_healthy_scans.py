@@ -30,3 +30,27 @@ def test_a_healthy_scan_is_a_skull_stripped_brain_off_the_atlas_grid(held_out_ba
     # intracranial volume is about 1.9 L) and scaled by up to 8 % per axis
     assert 1200 < volume_ml < 2600
     assert not brain[0].any() and not brain[-1].any()  # the grid holds the brain with a margin
+
+
+def test_a_skull_on_scan_is_a_head_whose_brain_extraction_finds_the_brain(held_out_bank, atlas):
+    """With its head, the same seed puts the same brain in the same place; extraction must find that brain."""
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    from disanatdetect.brain_extraction import extract_brain, has_skull
+    from disanatdetect.metrics import dice
+    from disanatdetect.synth.healthy_scans import SKULL_ON
+
+    one_mm = dataclasses.replace(SKULL_ON, spacings_mm=((1.0, 1.0, 1.0),))
+    head = render_healthy_scan(held_out_bank, 0, "t1", 3, atlas, one_mm)
+    stripped = render_healthy_scan(held_out_bank, 0, "t1", 3, atlas, dataclasses.replace(one_mm, with_head=False))
+    assert has_skull(head) and not has_skull(stripped)
+    assert (head.array > 0).mean() > 0.99  # noise over the whole field of view, as a scanner's image
+    mask = stripped.with_array((stripped.array > 0).astype(np.uint8)).to_sitk()
+    brain = sitk.GetArrayFromImage(sitk.Resample(mask, head.to_sitk(), sitk.Transform(),
+                                                 sitk.sitkNearestNeighbor)) > 0
+    # the stripped brain lies whole inside the head's grid (the two grids differ by a fraction of a voxel)
+    assert abs(brain.sum() / (stripped.array > 0).sum() - 1) < 0.02
+    # a brain mask in the wrong place, or the head's outline, would overlap far less
+    assert dice(extract_brain(head), brain) > 0.85
