@@ -2,7 +2,7 @@
 run while it trains. Its thresholds are the shipped model's, marked as borrowed: AP and best Dice do not depend on
 them, Dice at the threshold and false positives do, so only the first two mean anything for such a bundle.
 
-    python3 Resources/checkpoint_bundle.py training/in-progress runs/snapshot
+    python3 Resources/checkpoint_bundle.py training/ablations/reference runs/snapshot
     disanatdetect evaluate --model runs/snapshot/manifest.json --cases ../shared/data/real --methods dal,threshold \
         --no-ablations --out runs/snapshot-eval
 """

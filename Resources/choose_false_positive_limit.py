@@ -6,7 +6,7 @@ threshold per modality and the false-positive lesion volume of every healthy sca
 a manifest beside the bundle's (``manifest-limit-<mL>.json``: the same weights, those thresholds), so that
 ``disanatdetect evaluate --model`` measures what the limit costs on lesions. No lesion is used here.
 
-    python3 Resources/choose_false_positive_limit.py training/in-progress/bundle/manifest.json --limits 2,1,0.5
+    python3 Resources/choose_false_positive_limit.py DisAnatDetect/disanatdetect/weights/manifest.json --limits 2,1,0.5
 """
 
 from __future__ import annotations

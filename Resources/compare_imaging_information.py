@@ -2,7 +2,7 @@
 a few dev cases, all on the working grid through the detector's own preparation. An early check of a checkpoint,
 not a release measurement (that is ``disanatdetect evaluate``).
 
-    python3 Resources/compare_imaging_information.py training/in-progress/last.pt --degrees 0,3
+    python3 Resources/compare_imaging_information.py training/ablations/reference/last.pt --degrees 0,3
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -39,12 +40,13 @@ SCANS = (("colin27", "/usr/share/mricron/templates/ch2bet.nii.gz", "t1", None),
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
-    parser.add_argument("--run", default="training/in-progress", help="the run folder whose config.json built it")
+    parser.add_argument("--run", default=None,
+                        help="the run folder whose config.json built it (default: the checkpoint's folder)")
     parser.add_argument("--degrees", default="0,3")
     args = parser.parse_args()
     torch.set_num_threads(2)
     atlas = load_atlas()
-    architecture = load_run_config(args.run).model
+    architecture = load_run_config(args.run or str(Path(args.checkpoint).parent)).model
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["model"]
     prepared = {name: prepare_scan(read_volume(path), atlas, DetectionConfig(modality=modality))
                 for name, path, modality, _ in SCANS}

@@ -20,7 +20,9 @@ def test_score_is_signed_by_modality_and_silent_on_explained_csf():
 
 @pytest.mark.parametrize("intensities,modality", [
     ([0, 0.2, 0.5, 0.8], "t1"), ([0, 1.0, 0.55, 0.4], "t2"), ([0, 0.1, 0.6, 0.45], "flair"),
-    ([0, 0.85, 0.78, 0.62], "pd")])
+    ([0, 0.85, 0.78, 0.62], "pd"),
+    # a FLAIR whose thick slices evened grey and white matter out (measured: 0.612 and 0.622), and a weak T1
+    ([0, 0.25, 0.612, 0.622], "flair"), ([0, 0.3, 0.55, 0.6], "t1")])
 def test_modality_from_tissue_order(intensities, modality):
     assert infer_modality(np.array(intensities)) == modality
 

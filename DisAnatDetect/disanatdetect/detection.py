@@ -37,7 +37,8 @@ class DetectionConfig:
     min_atlas_overlap: float = 0.8  # share of the registered brain inside the atlas brain; below: failure
     # A scan whose coarsest voxel is larger than this many working-grid voxels (thick slices): the reconstruction
     # passes through the scan's grid as the scan did, so both are compared at the scan's resolution. None: never.
-    reacquire_coarser_than: float | None = 1.5
+    # Off in the release: measured, it did not pay (README, How it works).
+    reacquire_coarser_than: float | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)

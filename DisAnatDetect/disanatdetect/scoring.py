@@ -11,6 +11,10 @@ from disanatdetect.postprocess import anomaly_map
 # Which way lesions depart from the pseudo-healthy image: +1 brighter (T2, FLAIR, PD), 0 either way (T1 family:
 # oedema is dark, an enhancing rim bright).
 LESION_SIGN = {"t1": 0, "t1c": 0, "t2": 1, "flair": 1, "pd": 1}
+# White matter against grey: on T1 clearly brighter (typically 1.2 to 1.4 times), on FLAIR a little darker (0.8 to
+# 0.95). The boundary lies between the two, not at equality: partial volume in thick slices evens grey and white
+# matter out, and must not turn a FLAIR into a T1.
+T1_WHITE_TO_GREY = 1.05
 
 
 def infer_modality(intensities: np.ndarray) -> str:
@@ -18,7 +22,7 @@ def infer_modality(intensities: np.ndarray) -> str:
     csf, grey, white = intensities[CSF], intensities[GREY_MATTER], intensities[WHITE_MATTER]
     if csf > grey and csf > white:
         return "t2" if csf > 1.25 * grey else "pd"
-    if white > grey:
+    if white > T1_WHITE_TO_GREY * grey:
         return "t1"
     return "flair"
 
