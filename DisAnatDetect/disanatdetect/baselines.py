@@ -40,8 +40,8 @@ class ThresholdMethod:
         self.atlas = load_atlas()
         self.quantile = quantile
 
-    def analyse(self, image, brain, config, progress=None, should_cancel=None, acquisition=None) -> AtlasSpaceResult:
-        modality = _modality(config)  # nothing is reconstructed, so nothing goes through the acquisition
+    def analyse(self, image, brain, config, progress=None, should_cancel=None) -> AtlasSpaceResult:
+        modality = _modality(config)
         values = image[brain]
         ranks = np.empty(values.size, dtype=np.float32)
         key = values if LESION_SIGN[modality] > 0 else np.abs(values - np.median(values))
@@ -68,7 +68,7 @@ class ReconstructionMethod:
         self.atlas = load_atlas()
 
     @torch.inference_mode()
-    def analyse(self, image, brain, config, progress=None, should_cancel=None, acquisition=None) -> AtlasSpaceResult:
+    def analyse(self, image, brain, config, progress=None, should_cancel=None) -> AtlasSpaceResult:
         modality = _modality(config)
         reconstruction = np.zeros_like(image)
         slices = np.flatnonzero(brain.any((1, 2)))
@@ -76,8 +76,6 @@ class ReconstructionMethod:
             batch = slices[start:start + self.batch_size]
             x = torch.from_numpy(image[batch]).unsqueeze(1).to(self.device)
             reconstruction[batch] = self.bundle.model(x)[:, 0].cpu().numpy()
-        if acquisition is not None:
-            reconstruction = acquisition(reconstruction)
         reconstruction = np.where(brain, reconstruction, 0).astype(np.float32)
         score = np.where(brain, anomaly_score(image, reconstruction, modality), 0)
         anomaly = anomaly_map(score, brain, self.atlas.config.spacing_mm, config.postprocess)

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from disanatdetect.atlas import Atlas, AtlasConfig, load_atlas
 from disanatdetect.bundle import Bundle, load_bundle
-from disanatdetect.detection import (Acquisition, AtlasSpaceResult, Cancelled, DetectionConfig, ProgressCallback,
+from disanatdetect.detection import (AtlasSpaceResult, Cancelled, DetectionConfig, ProgressCallback,
                                      Reconstruction)
 from disanatdetect.devices import resolve_device
 from disanatdetect.scoring import score_reconstruction
@@ -30,13 +30,9 @@ def _batches(indices: np.ndarray, size: int):
 def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, atlas: Atlas,
                         config: DetectionConfig = DetectionConfig(), device: torch.device = torch.device("cpu"),
                         progress: ProgressCallback | None = None,
-                        should_cancel: Callable[[], bool] | None = None,
-                        acquisition: Acquisition | None = None) -> AtlasSpaceResult:
-    """Reconstruct and score a normalised image on the working grid (the PHI through ``acquisition`` if given)."""
+                        should_cancel: Callable[[], bool] | None = None) -> AtlasSpaceResult:
+    """Reconstruct and score a normalised image on the working grid."""
     reconstruction = reconstruct(model, image, brain, atlas, config, device, progress, should_cancel)
-    if acquisition is not None:
-        acquired = np.where(brain, acquisition(reconstruction.pseudo_healthy), 0).astype(np.float32)
-        reconstruction = replace(reconstruction, pseudo_healthy=acquired)
     return score_reconstruction(image, brain, reconstruction, atlas, config)
 
 
@@ -139,10 +135,9 @@ class DALMethod:
         self.version = self.bundle.version
         self.atlas = load_atlas(AtlasConfig(**_tuples(self.bundle.manifest.get("atlas_config", {}))))
 
-    def analyse(self, image, brain, config, progress=None, should_cancel=None, acquisition=None) -> AtlasSpaceResult:
+    def analyse(self, image, brain, config, progress=None, should_cancel=None) -> AtlasSpaceResult:
         return analyse_atlas_space(self.bundle.model, image, brain, self.atlas,
-                                   replace(config, **self.detection_overrides), self.device, progress, should_cancel,
-                                   acquisition)
+                                   replace(config, **self.detection_overrides), self.device, progress, should_cancel)
 
     def threshold_for(self, modality: str) -> float:
         return self.bundle.threshold_for(modality)

@@ -17,8 +17,6 @@ from disanatdetect.preprocess import NormalisationConfig, RegistrationConfig
 STAGES = ("preparing", "registering", "reconstructing", "post-processing")
 
 ProgressCallback = Callable[[str, float], None]
-# What the scan's own sampling does to an image on the working grid (see ``spatial.scan_acquisition``).
-Acquisition = Callable[[np.ndarray], np.ndarray]
 
 
 class Cancelled(Exception):
@@ -35,10 +33,6 @@ class DetectionConfig:
     anatomy_weight: float = 0.0
     explain_csf: bool = True  # no score where scan and restored anatomy agree on CSF
     min_atlas_overlap: float = 0.8  # share of the registered brain inside the atlas brain; below: failure
-    # A scan whose coarsest voxel is larger than this many working-grid voxels (thick slices): the reconstruction
-    # passes through the scan's grid as the scan did, so both are compared at the scan's resolution. None: never.
-    # Off in the release: measured, it did not pay (README, How it works).
-    reacquire_coarser_than: float | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
@@ -103,16 +97,15 @@ class AnomalyMethod(Protocol):
     """What the pipeline and the benchmark harness need of a detector: DAL and the baselines alike.
 
     ``analyse`` works on the working grid with a normalised image; registration, normalisation and the way back
-    to the input grid are the pipeline's job, shared by every method. A method that reconstructs the scan passes
-    its reconstruction through ``acquisition`` (when given) before comparing it with the scan.
+    to the input grid are the pipeline's job, shared by every method.
     """
 
     name: str
     version: str
 
     def analyse(self, image: np.ndarray, brain: np.ndarray, config: DetectionConfig,
-                progress: ProgressCallback | None = None, should_cancel: Callable[[], bool] | None = None,
-                acquisition: Acquisition | None = None) -> AtlasSpaceResult: ...
+                progress: ProgressCallback | None = None,
+                should_cancel: Callable[[], bool] | None = None) -> AtlasSpaceResult: ...
 
     def threshold_for(self, modality: str) -> float: ...
 

@@ -33,8 +33,7 @@ def analyse_prepared(method: AnomalyMethod, prepared: PreparedScan, atlas: Atlas
     config = with_overrides(config, method)
     stopwatch = stopwatch or Stopwatch()
     stopwatch.stage("reconstructing")
-    result = method.analyse(prepared.image, prepared.brain, config, stopwatch.progress, stopwatch.should_cancel,
-                            prepared.acquisition)
+    result = method.analyse(prepared.image, prepared.brain, config, stopwatch.progress, stopwatch.should_cancel)
     stopwatch.lap("reconstruct")
     stopwatch.stage("post-processing")
     if threshold is None:

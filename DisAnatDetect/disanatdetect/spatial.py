@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from disanatdetect.atlas import Atlas
 from disanatdetect.brain_extraction import extract_brain, has_skull
-from disanatdetect.detection import (Acquisition, AtlasSpaceResult, DetectionConfig, DetectionResult, Stopwatch,
+from disanatdetect.detection import (AtlasSpaceResult, DetectionConfig, DetectionResult, Stopwatch,
                                      mask_and_lesions)
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume
@@ -33,7 +33,6 @@ class PreparedScan:
     scale: float  # the intensity that normalisation mapped to 1
     timings: dict[str, float]
     bias: np.ndarray | None = None  # N4's field on the working grid, when asked for: the PHI gets it back
-    acquisition: Acquisition | None = None  # for a scan coarser than the working grid: see scan_acquisition
 
 
 def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = DetectionConfig(),
@@ -64,7 +63,6 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
                          "brain MRI.") from None
     stopwatch.lap("register")
     image = sitk.GetArrayFromImage(resample_to(masked_scan, reference, transform))
-    acquisition = scan_acquisition(masked_scan, atlas, transform, config.reacquire_coarser_than)
     del masked_scan
     brain = mask_on_working_grid(volume.with_array(input_brain), atlas, transform)
     inside_atlas = float((brain & atlas.brain_mask).sum()) / max(1, int(brain.sum()))
@@ -77,33 +75,7 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
     scale = intensity_scale(image, brain, config.normalisation)
     normalised = normalise_intensity(image, brain, config.normalisation)
     stopwatch.lap("normalise")
-    return PreparedScan(volume, input_brain, transform, normalised, brain, scale, dict(stopwatch.timings), bias,
-                        acquisition)
-
-
-def scan_acquisition(scan: sitk.Image, atlas: Atlas, transform: sitk.Transform,
-                     coarser_than: float | None) -> Acquisition | None:
-    """What the trip from the scan's grid to the working grid did to the scan, as a function of a working-grid image.
-
-    A scan of thick slices reaches the working grid blurred across them (sampled coarsely, then interpolated),
-    while a reconstruction is drawn sharp on the working grid: every tissue edge would differ between the two. The
-    function sends an image to the scan's grid and back, both linear, as the scan came; only for a scan whose
-    coarsest voxel exceeds ``coarser_than`` working-grid voxels (None otherwise). It keeps the grid, not the voxels.
-    """
-    if coarser_than is None or max(scan.GetSpacing()) <= coarser_than * atlas.config.spacing_mm:
-        return None
-    geometry = (scan.GetSize(), scan.GetOrigin(), scan.GetSpacing(), scan.GetDirection())
-    inverse = transform.GetInverse()
-    template = atlas.template.to_sitk()
-
-    def acquire(array: np.ndarray) -> np.ndarray:
-        working = atlas.template.with_array(array.astype(np.float32)).to_sitk()
-        size, origin, spacing, direction = geometry
-        on_scan = sitk.Resample(working, size, inverse, sitk.sitkLinear, origin, spacing, direction, 0.0,
-                                sitk.sitkFloat32)
-        return sitk.GetArrayFromImage(resample_to(on_scan, template, transform))
-
-    return acquire
+    return PreparedScan(volume, input_brain, transform, normalised, brain, scale, dict(stopwatch.timings), bias)
 
 
 def mask_on_working_grid(mask: Volume, atlas: Atlas, transform: sitk.Transform) -> np.ndarray:
