@@ -89,31 +89,12 @@ def test_rotated_anisotropic_scan_gives_the_same_answer(detector, real_data):
     assert abs(dice(moved.lesion_mask.array, moved_reference.array > 0) - dice_original) < 0.10
 
 
-def _rigid_to(fixed: Volume, moving: Volume) -> sitk.Transform:
-    """Rigid transform mapping ``fixed`` points to ``moving`` points (same patient, mutual information)."""
-    fixed_image = sitk.Cast(fixed.to_sitk(), sitk.sitkFloat32)
-    moving_image = sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
-    initial = sitk.CenteredTransformInitializer(fixed_image, moving_image, sitk.Euler3DTransform(),
-                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.2, 3)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(initial, inPlace=False)
-    return method.Execute(fixed_image, moving_image)
-
-
 @pytest.mark.slow
 def test_native_scan_mask_lies_on_the_tumour(detector, real_data):
     """The native FLAIR (skull on, 0.9 x 0.9 x 5.5 mm, 26 slices): outputs on its grid, and the mask's centroid,
     carried by a rigid registration onto the same patient's SRI24 FLAIR, falls inside the reference tumour."""
     from disanatdetect.brain_extraction import extract_brain
+    from disanatdetect.preprocess import register_rigid
 
     case = real_data / "TCGA-FG-6692"
     native = read_volume(case / "native" / "flair.nii.gz")
@@ -123,9 +104,36 @@ def test_native_scan_mask_lies_on_the_tumour(detector, real_data):
     # The registration sees the native brain only, as the SRI24 scan is skull-stripped.
     brain_only = native.with_array(np.where(extract_brain(native), native.array, 0))
     # Fixed SRI24, moving native: the transform maps SRI24 points to native ones, its inverse the other way.
-    native_to_sri24 = _rigid_to(read_volume(case / "flair.nii.gz"), brain_only).GetInverse()
+    native_to_sri24 = register_rigid(read_volume(case / "flair.nii.gz"), brain_only).GetInverse()
     reference = read_volume(case / "reference.nii.gz").to_sitk()
     centroid = np.argwhere(mask.array).mean(0)[::-1]  # (i, j, k)
     point = native_to_sri24.TransformPoint(native.to_sitk().TransformContinuousIndexToPhysicalPoint(centroid))
     index = reference.TransformPhysicalPointToIndex(point)
     assert reference[index] > 0, f"the mask's centroid maps to {point} (SRI24), outside the tumour"
+
+
+@pytest.mark.slow
+def test_the_encoder_takes_the_head_out_of_a_skull_on_scans_brain_mask(detector, all_label_maps):
+    """A healthy head rendered from a held-out subject: the mask that brain extraction leaves takes in scalp and
+    orbits; what the encoder calls background must remove most of that and keep the brain."""
+    import dataclasses
+
+    from disanatdetect.dal_inference import brain_seen_by_encoder
+    from disanatdetect.spatial import mask_on_working_grid, prepare_scan
+    from disanatdetect.synth.healthy_scans import SKULL_ON, render_healthy_scan
+    from disanatdetect.synth.label_bank import load_bank, split_subjects
+
+    atlas = detector.atlas
+    bank = load_bank(split_subjects(all_label_maps, 4)[1][:1], atlas)
+    one_mm = dataclasses.replace(SKULL_ON, spacings_mm=((1.0, 1.0, 1.0),))
+    head = render_healthy_scan(bank, 0, "t2", 5, atlas, one_mm)
+    stripped = render_healthy_scan(bank, 0, "t2", 5, atlas, dataclasses.replace(one_mm, with_head=False))
+    prepared = prepare_scan(head, atlas)
+    truth = mask_on_working_grid(stripped.with_array((stripped.array > 0).astype(np.uint8)), atlas,
+                                 prepared.transform)
+    seen = brain_seen_by_encoder(detector.bundle.model, prepared.image, prepared.brain, atlas)
+    outside_before, outside_after = (prepared.brain & ~truth).sum(), (seen & ~truth).sum()
+    assert outside_before > 0.05 * truth.sum()  # the extracted mask does take in the head
+    assert outside_after < 0.5 * outside_before
+    assert (seen & truth).sum() > 0.95 * (prepared.brain & truth).sum()
+    assert dice(seen, truth) > dice(prepared.brain, truth)

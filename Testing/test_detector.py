@@ -143,7 +143,7 @@ def test_ablation_variants_change_what_they_name(tiny_detector):
     method = tiny_detector.method
     variants = {v.name: v for v in ablations(method)
                 if v.bundle.model.anatomy_encoder is method.bundle.model.anatomy_encoder}
-    assert set(variants) == {"DAL w/o restoration", "DAL soft anatomy", "DAL w/o CSF rule"}
+    assert set(variants) == {"DAL w/o restoration", "DAL soft anatomy", "DAL w/o CSF rule", "DAL w/o encoder's brain"}
     case = synthetic_case(tiny_detector.atlas, 81, "t2", "tumour")
     brain = case.labels.array > 0
     image = normalise_intensity(case.image.array, brain)
@@ -159,3 +159,7 @@ def test_ablation_variants_change_what_they_name(tiny_detector):
     np.testing.assert_array_equal(without_rule.score[~explained], full.score[~explained])
     soft = variants["DAL soft anatomy"].analyse(image, brain, config)
     assert not np.array_equal(soft.pseudo_healthy, full.pseudo_healthy)
+    as_extracted = variants["DAL w/o encoder's brain"].analyse(image, brain, config)
+    np.testing.assert_array_equal(as_extracted.brain, brain)
+    assert as_extracted.scale == 1.0
+    assert not (full.brain & ~brain).any() and (full.score[~full.brain] == 0).all()

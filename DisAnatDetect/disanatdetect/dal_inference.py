@@ -15,6 +15,7 @@ from disanatdetect.bundle import Bundle, load_bundle
 from disanatdetect.detection import (AtlasSpaceResult, Cancelled, DetectionConfig, ProgressCallback,
                                      Reconstruction)
 from disanatdetect.devices import resolve_device
+from disanatdetect.preprocess import intensity_scale, largest_component_filled, normalise_intensity
 from disanatdetect.scoring import score_reconstruction
 
 
@@ -31,9 +32,37 @@ def analyse_atlas_space(model: torch.nn.Module, image: np.ndarray, brain: np.nda
                         config: DetectionConfig = DetectionConfig(), device: torch.device = torch.device("cpu"),
                         progress: ProgressCallback | None = None,
                         should_cancel: Callable[[], bool] | None = None) -> AtlasSpaceResult:
-    """Reconstruct and score a normalised image on the working grid."""
+    """Reconstruct and score a normalised image on the working grid (first taking out of ``brain`` what the
+    encoder calls background and normalising again, if ``config.brain_from_encoder``)."""
+    scale = 1.0
+    if config.brain_from_encoder:
+        brain = brain_seen_by_encoder(model, image, brain, atlas, config, device, should_cancel)
+        scale = intensity_scale(image, brain, config.normalisation)
+        image = normalise_intensity(image, brain, config.normalisation)
     reconstruction = reconstruct(model, image, brain, atlas, config, device, progress, should_cancel)
-    return score_reconstruction(image, brain, reconstruction, atlas, config)
+    return replace(score_reconstruction(image, brain, reconstruction, atlas, config), scale=scale)
+
+
+@torch.inference_mode()
+def brain_seen_by_encoder(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, atlas: Atlas,
+                          config: DetectionConfig = DetectionConfig(), device: torch.device = torch.device("cpu"),
+                          should_cancel: Callable[[], bool] | None = None) -> np.ndarray:
+    """``brain`` without the voxels the encoder calls background, as one piece without holes.
+
+    Training shows the encoder a band of the head around a share of its brains, labelled background; so it knows
+    scalp, marrow and orbits where a brain mask from a skull-on scan takes them in. ``brain`` itself is returned if
+    less than ``config.min_brain_kept`` of it would stay.
+    """
+    priors = torch.from_numpy(atlas.priors).to(device)
+    image_t = torch.from_numpy(image).to(device)
+    background = np.zeros(image.shape, dtype=bool)
+    for batch in _batches(_slices_with_brain(brain), config.batch_size):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+        logits = model.encode(image_t[batch].unsqueeze(1), priors[:, batch].permute(1, 0, 2, 3))
+        background[batch] = (logits.argmax(1) == 0).cpu().numpy()
+    kept = largest_component_filled(brain & ~background) & brain
+    return kept if kept.sum() >= config.min_brain_kept * brain.sum() else brain
 
 
 @torch.inference_mode()

@@ -32,6 +32,11 @@ class DetectionConfig:
     batch_size: int = 16
     anatomy_weight: float = 0.0
     explain_csf: bool = True  # no score where scan and restored anatomy agree on CSF
+    # DAL's encoder learnt to call the head around a brain background: a brain mask estimated from a skull-on scan
+    # loses what it calls so (scalp, marrow, orbits) before normalisation and scoring, unless that would leave less
+    # than ``min_brain_kept`` of it. A stripped scan's own brain is kept as it is (see ``analyse_prepared``).
+    brain_from_encoder: bool = True
+    min_brain_kept: float = 0.5
     min_atlas_overlap: float = 0.8  # share of the registered brain inside the atlas brain; below: failure
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
@@ -51,6 +56,7 @@ class AtlasSpaceResult:
     encoded: np.ndarray | None = None  # tissue class per voxel (DAL only)
     restored: np.ndarray | None = None  # tissue class per voxel (DAL only)
     intensities: np.ndarray | None = None  # per tissue class (DAL only)
+    scale: float = 1.0  # the intensity of the method's input that ``image`` has at 1 (re-normalised: not 1)
 
 
 @dataclass

@@ -339,7 +339,8 @@ RETRAINED_ABLATIONS = (("use_restoration", "w/o restoration"), ("hard_one_hot", 
 
 def ablations(dal_method) -> list:
     """DAL variants from the same weights: without edge restoration (PHI from the encoded anatomy), with soft (not
-    one-hot) anatomy, and without the rule that anatomy-agreed CSF carries no score. What each part is worth when
+    one-hot) anatomy, without the rule that anatomy-agreed CSF carries no score, and with the brain mask as
+    extracted (not what the encoder sees of it). What each part is worth when
     the model is trained without it is :func:`retrained_ablations`'s job."""
     import copy
 
@@ -347,7 +348,8 @@ def ablations(dal_method) -> list:
     for name, model_change, detection_change in (
             ("DAL w/o restoration", {"use_restoration": False}, {}),
             ("DAL soft anatomy", {"hard_one_hot": False}, {}),
-            ("DAL w/o CSF rule", {}, {"explain_csf": False})):
+            ("DAL w/o CSF rule", {}, {"explain_csf": False}),
+            ("DAL w/o encoder's brain", {}, {"brain_from_encoder": False})):
         variant = copy.copy(dal_method)
         model = copy.copy(dal_method.bundle.model)
         model.config = replace(model.config, **model_change)

@@ -10,6 +10,7 @@ at once. Each stage lives in the module that owns its job: :mod:`~disanatdetect.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from disanatdetect.atlas import Atlas, load_atlas
 from disanatdetect.bundle import Bundle
@@ -31,6 +32,8 @@ def analyse_prepared(method: AnomalyMethod, prepared: PreparedScan, atlas: Atlas
     ``threshold`` (default: ``config.threshold``, else the method's own for the modality it finds) makes the mask.
     """
     config = with_overrides(config, method)
+    # A stripped scan's brain is exact; on it the encoder would only trim the rim (measured: it costs T2 AP).
+    config = replace(config, brain_from_encoder=config.brain_from_encoder and prepared.brain_extracted)
     stopwatch = stopwatch or Stopwatch()
     stopwatch.stage("reconstructing")
     result = method.analyse(prepared.image, prepared.brain, config, stopwatch.progress, stopwatch.should_cancel)

@@ -131,6 +131,27 @@ def register_to_atlas(moving: sitk.Image, fixed: sitk.Image, config: Registratio
     return sitk.AffineTransform(composite.GetNthTransform(0))
 
 
+def register_rigid(fixed: Volume, moving: Volume) -> sitk.Transform:
+    """Rigid transform mapping ``fixed`` points to ``moving`` points: two scans of one patient (mutual information,
+    multi-resolution), e.g. to carry a result on a native scan's grid onto a reference's."""
+    fixed_image = sitk.Cast(fixed.to_sitk(), sitk.sitkFloat32)
+    moving_image = sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
+    initial = sitk.CenteredTransformInitializer(fixed_image, moving_image, sitk.Euler3DTransform(),
+                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(0.2, 3)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel([4, 2, 1])
+    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetInitialTransform(initial, inPlace=False)
+    return method.Execute(fixed_image, moving_image)
+
+
 def coarsened(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     """``image`` averaged over whole blocks of voxels so that no axis is much finer than ``spacing_mm``.
 

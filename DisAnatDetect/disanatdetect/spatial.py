@@ -33,6 +33,7 @@ class PreparedScan:
     scale: float  # the intensity that normalisation mapped to 1
     timings: dict[str, float]
     bias: np.ndarray | None = None  # N4's field on the working grid, when asked for: the PHI gets it back
+    brain_extracted: bool = False  # the brain was estimated (a skull-on scan), not read off a stripped scan
 
 
 def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = DetectionConfig(),
@@ -43,7 +44,8 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
         raise InputError(f"unknown modality {config.modality!r}; use auto, {', '.join(MODALITIES)}.")
     stopwatch.stage("preparing")
     validate_input(volume)
-    input_brain = extract_brain(volume) if has_skull(volume) else brain_mask(volume.array)
+    brain_extracted = has_skull(volume)
+    input_brain = extract_brain(volume) if brain_extracted else brain_mask(volume.array)
     if input_brain.sum() < 1000:
         raise InputError("the image has almost no voxels above zero; a brain MRI is expected.")
     masked = volume.array.astype(np.float32)
@@ -75,7 +77,8 @@ def prepare_scan(volume: Volume, atlas: Atlas, config: DetectionConfig = Detecti
     scale = intensity_scale(image, brain, config.normalisation)
     normalised = normalise_intensity(image, brain, config.normalisation)
     stopwatch.lap("normalise")
-    return PreparedScan(volume, input_brain, transform, normalised, brain, scale, dict(stopwatch.timings), bias)
+    return PreparedScan(volume, input_brain, transform, normalised, brain, scale, dict(stopwatch.timings), bias,
+                        brain_extracted)
 
 
 def mask_on_working_grid(mask: Volume, atlas: Atlas, transform: sitk.Transform) -> np.ndarray:
@@ -96,8 +99,9 @@ def to_input_grid(prepared: PreparedScan, result: AtlasSpaceResult, atlas: Atlas
     # Filled in place: a 512 x 512 x 400 scan makes every full-size float copy 400 MB.
     anomaly = back(result.anomaly)
     anomaly[~prepared.input_brain] = 0
-    outside = ~(prepared.input_brain & (back(prepared.brain.astype(np.float32)) > 0.5))
-    phi = back(_or_image(result) * prepared.scale * (prepared.bias if prepared.bias is not None else 1.0))
+    outside = ~(prepared.input_brain & (back(result.brain.astype(np.float32)) > 0.5))
+    scale = result.scale * prepared.scale
+    phi = back(_or_image(result) * scale * (prepared.bias if prepared.bias is not None else 1.0))
     phi[outside] = volume.array[outside]
     del outside
     anomaly, pseudo_healthy = volume.with_array(anomaly), volume.with_array(phi)
