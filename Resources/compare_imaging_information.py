@@ -22,7 +22,7 @@ from disanatdetect.bundle import Bundle
 from disanatdetect.dal_inference import DALMethod
 from disanatdetect.io import read_volume
 from disanatdetect.models import DAL
-from disanatdetect.pipeline import DetectionConfig, prepare_scan
+from disanatdetect.pipeline import DetectionConfig, analyse_prepared, prepare_scan
 from disanatdetect.preprocess import resample_to
 from disanatdetect.train import load_run_config
 
@@ -57,7 +57,7 @@ def main() -> None:
         row = {"bias_degree": degree}
         for name, _, modality, case in SCANS:
             scan = prepared[name]
-            result = method.analyse(scan.image, scan.brain, DetectionConfig(modality=modality))
+            result = analyse_prepared(method, scan, atlas, DetectionConfig(modality=modality)).working_grid
             entry = {"phi_correlation": round(float(np.corrcoef(result.pseudo_healthy[scan.brain],
                                                                  scan.image[scan.brain])[0, 1]), 3)}
             if case:
