@@ -135,6 +135,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, l
     # the interrupted run: stopped by its time limit after its first step, then continued from its folder alone
     interrupted = _config(tmp_path / "pieces", label_maps, 4)
     interrupted.max_minutes = 1e-9
+    interrupted.export_bundle = False  # as started with --no-export
     train(interrupted, progress=False)
     stopped = torch.load(tmp_path / "pieces" / "last.pt", weights_only=True)["step"]
     assert 0 < stopped < 4
@@ -142,6 +143,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, l
         log.write(json.dumps({"step": stopped + 1, "total": 0.0}) + "\n")
     resumed = load_run_config(tmp_path / "pieces")
     assert resumed.max_minutes == 0.0  # the stopped piece's time limit is not the continuation's
+    assert resumed.export_bundle is False  # but whether its end is exported is the run's own
     train(resumed, resume=True, progress=False)
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "pieces" / "last.pt", weights_only=True)

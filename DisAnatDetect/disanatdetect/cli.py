@@ -205,11 +205,14 @@ def command_train(args: argparse.Namespace) -> int:
             raise InputError(f"{error}; start a run with 'disanatdetect train --out {out}'") from None
         if args.max_minutes is not None:  # this piece's own limit (load_run_config drops the stopped one's)
             config.max_minutes = args.max_minutes
+        if args.no_export:
+            config.export_bundle = False
     else:
         if (out / "last.pt").exists() and not args.restart:
             raise InputError(f"{out} already holds a run; continue it with --resume, or start over with --restart")
         settings = dict(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device, threads=args.threads,
-                        label_maps=args.label_maps, precision=args.precision, max_minutes=args.max_minutes or 0.0)
+                        label_maps=args.label_maps, precision=args.precision, max_minutes=args.max_minutes or 0.0,
+                        export_bundle=not args.no_export)
         if args.model == "dal":
             config = TrainConfig(**settings)
             ablation = {"use_priors": not args.no_priors, "hard_one_hot": not args.soft_anatomy,
@@ -227,7 +230,7 @@ def command_train(args: argparse.Namespace) -> int:
         raise InputError(f"{error}; give a folder of label maps with --label-maps") from None
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
     checkpoint = train(config, resume=args.resume, progress=not args.quiet, log=log)
-    if args.no_export or torch_step(checkpoint) < config.steps:
+    if not config.export_bundle or torch_step(checkpoint) < config.steps:
         if not args.quiet:
             print(f"checkpoint: {checkpoint} (continue with: disanatdetect train --resume --out {args.out})")
         return 0
@@ -567,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--resume", action="store_true",
                           help="continue the run in --out with the settings it was started with")
     training.add_argument("--restart", action="store_true", help="start over, replacing the run in --out")
-    training.add_argument("--no-export", action="store_true", help="do not calibrate and write a bundle at the end")
+    training.add_argument("--no-export", action="store_true", help="do not calibrate and write a bundle at the end (a resumed run remembers it)")
     training.add_argument("--version", default="0.0.0-dev",
                           help="version written into the bundle (a release gives its own, e.g. 2.0.0)")
     training.add_argument("--soft-anatomy", action="store_true",

@@ -78,6 +78,7 @@ class LoopConfig:
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0: no limit
     checkpoint_every: int = 100
     log_every: int = 25
+    export_bundle: bool = True  # calibrate and write a bundle after the last step (a resumed run remembers it)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     bank: BankConfig = field(default_factory=BankConfig)
     atlas: AtlasConfig = field(default_factory=AtlasConfig)
