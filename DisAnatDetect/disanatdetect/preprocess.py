@@ -103,53 +103,63 @@ def register_to_atlas(moving: sitk.Image, fixed: sitk.Image, config: Registratio
     if initial is None:
         initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
                                                     sitk.CenteredTransformInitializerFilter.MOMENTS)
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(config.histogram_bins)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(config.sampling_fraction, config.seed)
+    method = _mutual_information_registration(config)
     if fixed_mask is not None:
         method.SetMetricFixedMask(fixed_mask)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetMetricUseFixedImageGradientFilter(config.gradient_images)
-    method.SetMetricUseMovingImageGradientFilter(config.gradient_images)
     method.SetOptimizerAsGradientDescent(learningRate=config.learning_rate, numberOfIterations=config.iterations,
                                          convergenceMinimumValue=1e-6, convergenceWindowSize=10)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel(list(config.shrink_factors))
-    method.SetSmoothingSigmasPerLevel(list(config.smoothing_mm))
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(initial, inPlace=False)
-    # The metric takes ITK's global default thread count when it runs (the method's own setting does not reach it).
-    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(config.threads or threads)
-    try:
-        result = method.Execute(fixed, moving)
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    composite = sitk.CompositeTransform(result)
+    composite = sitk.CompositeTransform(_execute(method, fixed, moving, config.threads))
     composite.FlattenTransform()
     return sitk.AffineTransform(composite.GetNthTransform(0))
 
 
-def register_rigid(fixed: Volume, moving: Volume) -> sitk.Transform:
+# Two scans of one patient: the same contrast-free metric, finer sampling, a step-halving optimiser that stops on
+# its own, ITK's default threads and gradient images (as the native-scan measurements were made).
+SAME_PATIENT_RIGID = RegistrationConfig(sampling_fraction=0.2, iterations=300, smoothing_mm=(2.0, 1.0, 0.0), seed=3,
+                                        threads=0, gradient_images=True)
+
+
+def register_rigid(fixed: Volume, moving: Volume, config: RegistrationConfig = SAME_PATIENT_RIGID) -> sitk.Transform:
     """Rigid transform mapping ``fixed`` points to ``moving`` points: two scans of one patient (mutual information,
     multi-resolution), e.g. to carry a result on a native scan's grid onto a reference's."""
     fixed_image = sitk.Cast(fixed.to_sitk(), sitk.sitkFloat32)
     moving_image = sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
     initial = sitk.CenteredTransformInitializer(fixed_image, moving_image, sitk.Euler3DTransform(),
                                                 sitk.CenteredTransformInitializerFilter.MOMENTS)
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.2, 3)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method = _mutual_information_registration(config)
+    method.SetOptimizerAsRegularStepGradientDescent(config.learning_rate, minStep=1e-4,
+                                                    numberOfIterations=config.iterations)
     method.SetInitialTransform(initial, inPlace=False)
-    return method.Execute(fixed_image, moving_image)
+    return _execute(method, fixed_image, moving_image, config.threads)
+
+
+def _mutual_information_registration(config: RegistrationConfig) -> sitk.ImageRegistrationMethod:
+    """Mattes mutual information at random samples, over ``config``'s resolutions; the optimiser is the caller's."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(config.histogram_bins)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(config.sampling_fraction, config.seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetMetricUseFixedImageGradientFilter(config.gradient_images)
+    method.SetMetricUseMovingImageGradientFilter(config.gradient_images)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(list(config.shrink_factors))
+    method.SetSmoothingSigmasPerLevel(list(config.smoothing_mm))
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return method
+
+
+def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image,
+             threads: int) -> sitk.Transform:
+    """``method`` run with ``threads`` ITK threads (0: the current default)."""
+    # The metric takes ITK's global default thread count when it runs (the method's own setting does not reach it).
+    default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads or default)
+    try:
+        return method.Execute(fixed, moving)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
 
 
 def coarsened(image: sitk.Image, spacing_mm: float) -> sitk.Image:
