@@ -126,3 +126,16 @@ def test_figures_are_drawn_from_one_kept_slice_per_case(evaluation, tmp_path):
     for method in ("DAL", "DAL w/o restoration", "Threshold"):
         assert [array.shape for array in patient[method]] == [patient["scan"].shape] * 3
     assert method_panels(tmp_path / "patient.png", patient, ["DAL", "Threshold"]).stat().st_size > 10_000
+
+
+def test_a_long_curve_is_thinned_for_drawing_with_its_ends_and_order_kept():
+    from disanatdetect.figures import CURVE_VERTICES, thinned
+
+    recall = np.linspace(1.0, 0.0, 1_000_003)
+    precision = np.sqrt(1.0 - recall)
+    x, y = thinned(recall, precision)
+    assert len(x) <= CURVE_VERTICES and x[0] == 1.0 and x[-1] == 0.0
+    assert np.all(np.diff(x) < 0)  # a subset of the curve's points, in its order
+    np.testing.assert_array_equal(y, np.sqrt(1.0 - x))
+    short = np.arange(5.0)
+    assert thinned(short, short)[0] is short  # a short curve is drawn as it is

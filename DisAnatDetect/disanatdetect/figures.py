@@ -164,6 +164,21 @@ def method_panels(path: str | Path, panel: dict, methods: list[str], title: str 
     return _save(figure, path, 90, title)
 
 
+CURVE_VERTICES = 2000  # a drawn curve needs no more vertices than its panel has pixels
+
+
+def thinned(x: np.ndarray, y: np.ndarray, vertices: int = CURVE_VERTICES) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``vertices`` points of the curve (x, y), evenly spaced along it, its two ends kept.
+
+    A pooled precision-recall curve has a point per distinct score, millions of them; matplotlib spends minutes
+    on such a line for a figure that shows a few hundred pixels of it.
+    """
+    if len(x) <= vertices:
+        return x, y
+    index = np.unique(np.linspace(0, len(x) - 1, vertices).round().astype(int))
+    return x[index], y[index]
+
+
 def precision_recall_curves(path: str | Path, curves: dict) -> Path:
     """Pooled precision-recall curves, one panel per (source, modality), one line per method."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
@@ -178,7 +193,7 @@ def precision_recall_curves(path: str | Path, curves: dict) -> Path:
             scores = np.concatenate([p[0] for p in pairs])
             labels = np.concatenate([p[1] for p in pairs])
             precision, recall, _ = precision_recall_curve(labels, scores)
-            axis.plot(recall, precision, label=f"{method} ({average_precision_score(labels, scores):.2f})",
+            axis.plot(*thinned(recall, precision), label=f"{method} ({average_precision_score(labels, scores):.2f})",
                       linewidth=1)
         axis.set_title(f"{source} {modality.upper()}", fontsize=9)
         axis.set_xlabel("recall", fontsize=8)
