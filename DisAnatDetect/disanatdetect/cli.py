@@ -570,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--resume", action="store_true",
                           help="continue the run in --out with the settings it was started with")
     training.add_argument("--restart", action="store_true", help="start over, replacing the run in --out")
-    training.add_argument("--no-export", action="store_true", help="do not calibrate and write a bundle at the end (a resumed run remembers it)")
+    training.add_argument("--no-export", action="store_true",
+                          help="do not calibrate and write a bundle at the end (a resumed run remembers it)")
     training.add_argument("--version", default="0.0.0-dev",
                           help="version written into the bundle (a release gives its own, e.g. 2.0.0)")
     training.add_argument("--soft-anatomy", action="store_true",
