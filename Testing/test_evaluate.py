@@ -139,3 +139,20 @@ def test_a_long_curve_is_thinned_for_drawing_with_its_ends_and_order_kept():
     np.testing.assert_array_equal(y, np.sqrt(1.0 - x))
     short = np.arange(5.0)
     assert thinned(short, short)[0] is short  # a short curve is drawn as it is
+
+
+def test_a_pooled_curve_reports_the_average_precision_of_its_pooled_voxels():
+    from disanatdetect.figures import pooled_precision_recall
+    from disanatdetect.metrics import average_precision
+
+    rng = np.random.default_rng(3)
+    pairs = []
+    for size in (500, 2000, 50):
+        labels = rng.random(size) < 0.2
+        scores = np.round(rng.random(size) + 0.4 * labels, 2)  # ties, as in quantised anomaly maps
+        pairs.append((scores, labels))
+    precision, recall, pooled = pooled_precision_recall(pairs)
+    scores, labels = (np.concatenate(part) for part in zip(*pairs))
+    assert pooled == pytest.approx(average_precision(scores, labels), abs=1e-12)
+    assert pooled != pytest.approx(np.mean([average_precision(s, y) for s, y in pairs]), abs=1e-6)
+    assert recall[0] == 1.0 and recall[-1] == 0.0

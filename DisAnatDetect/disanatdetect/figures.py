@@ -179,10 +179,22 @@ def thinned(x: np.ndarray, y: np.ndarray, vertices: int = CURVE_VERTICES) -> tup
     return x[index], y[index]
 
 
+def pooled_precision_recall(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Precision, recall and average precision of (scores, labels) pairs pooled into one set of voxels.
+
+    The average precision is scikit-learn's step sum taken over the curve already computed, so the voxels,
+    millions of them, are sorted once.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    scores = np.concatenate([p[0] for p in pairs])
+    labels = np.concatenate([p[1] for p in pairs])
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    return precision, recall, float(-np.sum(np.diff(recall) * precision[:-1]))
+
+
 def precision_recall_curves(path: str | Path, curves: dict) -> Path:
     """Pooled precision-recall curves, one panel per (source, modality), one line per method."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
     plt = _pyplot()
     panels = sorted({(source, modality) for source, modality, _ in curves})
     figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
@@ -190,11 +202,8 @@ def precision_recall_curves(path: str | Path, curves: dict) -> Path:
         for (s, m, method), pairs in sorted(curves.items()):
             if (s, m) != (source, modality):
                 continue
-            scores = np.concatenate([p[0] for p in pairs])
-            labels = np.concatenate([p[1] for p in pairs])
-            precision, recall, _ = precision_recall_curve(labels, scores)
-            axis.plot(*thinned(recall, precision), label=f"{method} ({average_precision_score(labels, scores):.2f})",
-                      linewidth=1)
+            precision, recall, average_precision = pooled_precision_recall(pairs)
+            axis.plot(*thinned(recall, precision), label=f"{method} ({average_precision:.2f})", linewidth=1)
         axis.set_title(f"{source} {modality.upper()}", fontsize=9)
         axis.set_xlabel("recall", fontsize=8)
         axis.set_ylabel("precision", fontsize=8)
