@@ -1,5 +1,7 @@
 """The trained pipeline on synthetic cases, with the tiny model of the ``tiny_bundle`` fixture."""
 
+import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -144,6 +146,12 @@ def test_ablation_variants_change_what_they_name(tiny_detector):
     variants = {v.name: v for v in ablations(method)
                 if v.bundle.model.anatomy_encoder is method.bundle.model.anatomy_encoder}
     assert set(variants) == {"DAL w/o restoration", "DAL soft anatomy", "DAL w/o CSF rule", "DAL w/o encoder's brain"}
+    soft_model = copy.copy(method.bundle.model)  # a model trained soft reads its anatomy one-hot in the variant
+    soft_model.config = dataclasses.replace(soft_model.config, hard_one_hot=False)
+    soft_method = copy.copy(method)
+    soft_method.bundle = dataclasses.replace(method.bundle, model=soft_model)
+    hard = next(v for v in ablations(soft_method) if v.name == "DAL hard anatomy")
+    assert hard.bundle.model.config.hard_one_hot and not soft_model.config.hard_one_hot
     case = synthetic_case(tiny_detector.atlas, 81, "t2", "tumour")
     brain = case.labels.array > 0
     image = normalise_intensity(case.image.array, brain)

@@ -1,6 +1,8 @@
 """The benchmark harness on a folder of real NIfTI files: one lesioned case and one healthy case, DAL (the tiny
 model of the ``tiny_bundle`` fixture) beside the thresholding baseline, through the detector's own path."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -59,22 +61,44 @@ def test_versus_baseline_table_counts_wins_and_healthy_scans(evaluation):
     assert harness.versus_baseline_table([r for r in rows if r["method"] == "DAL"]).count("\n") == 2  # healthy only
 
 
-def test_retrained_ablations_are_named_by_what_their_training_turned_off(tiny_bundle, tmp_path):
+def test_retrained_ablations_are_named_by_the_parts_their_training_set_unlike_the_reference(tiny_bundle, tmp_path):
     from disanatdetect.bundle import load_bundle, write_bundle
     from disanatdetect.errors import InputError
 
     bundle = load_bundle(tiny_bundle)
-    for name, change in (("reference", {}), ("no-restoration", {"use_restoration": False}),
-                         ("soft", {"hard_one_hot": False})):
+    for name, change in (("reference", {"hard_one_hot": False}), ("no-restoration", {"use_restoration": False,
+                         "hard_one_hot": False}), ("hard", {}), ("both", {"use_restoration": False})):
         write_bundle(bundle.model, "dal", {**bundle.manifest["model_config"], **change}, tmp_path / name, "0",
                      {"training": {"steps": 40}})
-    methods = {m.name: m for m in harness.retrained_ablations(tmp_path, "cpu")}
+    soft_reference = {"use_restoration": True, "hard_one_hot": False, "use_priors": True}
+    methods = {m.name: m for m in harness.retrained_ablations(tmp_path, "cpu", soft_reference)}
     assert set(methods) == {"DAL (40 steps)", "DAL w/o restoration (retrained, 40 steps)",
-                            "DAL soft anatomy (retrained, 40 steps)"}
+                            "DAL hard anatomy (retrained, 40 steps)",
+                            "DAL w/o restoration hard anatomy (retrained, 40 steps)"}
     assert not methods["DAL w/o restoration (retrained, 40 steps)"].bundle.model.config.use_restoration
-    assert not methods["DAL soft anatomy (retrained, 40 steps)"].bundle.model.config.hard_one_hot
+    assert methods["DAL hard anatomy (retrained, 40 steps)"].bundle.model.config.hard_one_hot
+    assert not methods["DAL (40 steps)"].bundle.model.config.hard_one_hot
+    hard_reference = {**soft_reference, "hard_one_hot": True}
+    names = {m.name for m in harness.retrained_ablations(tmp_path, "cpu", hard_reference)}
+    assert "DAL soft anatomy (retrained, 40 steps)" in names and "DAL (40 steps)" in names
     with pytest.raises(InputError, match="no DAL bundle"):
         harness.retrained_ablations(tmp_path / "reference" / "none", "cpu")
+
+
+def test_the_train_command_starts_the_released_design_unless_a_part_is_set(tmp_path):
+    from disanatdetect.cli import build_parser, new_run_config
+    from disanatdetect.train import TrainConfig
+
+    def model(*flags):
+        return new_run_config(build_parser().parse_args(["train", "--out", str(tmp_path), *flags])).model
+
+    released = TrainConfig().model
+    assert model() == released
+    assert model("--no-restoration") == dataclasses.replace(released, use_restoration=False)
+    assert model("--hard-anatomy", "--no-priors") == dataclasses.replace(released, hard_one_hot=True,
+                                                                         use_priors=False)
+    assert model("--soft-anatomy", "--with-priors") == dataclasses.replace(released, hard_one_hot=False,
+                                                                           use_priors=True)
 
 
 def test_ablation_table_compares_each_variant_with_its_reference_on_shared_cases():

@@ -192,9 +192,40 @@ def command_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# DAL's parts that a training run can set unlike the release, to train an ablation of the harness: the flags that
+# switch each on and off. A flag the release already follows trains the release's design.
+ABLATION_FLAGS = {
+    "use_restoration": (("--with-restoration", "DAL whose decoder renders the restored anatomy"),
+                        ("--no-restoration", "DAL whose decoder renders the encoded anatomy")),
+    "hard_one_hot": (("--hard-anatomy", "DAL with one-hot anatomy (straight-through), trained so"),
+                     ("--soft-anatomy", "DAL with soft (class-probability) anatomy, trained so")),
+    "use_priors": (("--with-priors", "DAL with the atlas priors as network inputs"),
+                   ("--no-priors", "DAL without the atlas priors as network inputs")),
+}
+
+
+def new_run_config(args: argparse.Namespace):
+    """The settings of a run that ``train`` starts: the release's, changed by the command line's options."""
+    from disanatdetect.train import BaselineTrainConfig, TrainConfig, fit_batch_size
+
+    settings = dict(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device, threads=args.threads,
+                    label_maps=args.label_maps, precision=args.precision, max_minutes=args.max_minutes or 0.0,
+                    export_bundle=not args.no_export)
+    if args.model == "dal":
+        config = TrainConfig(**settings)
+        parts = {key: getattr(args, key) for key in ABLATION_FLAGS if getattr(args, key) is not None}
+        config.model = replace(config.model, **parts)
+    else:
+        config = BaselineTrainConfig(model_name=args.model, **settings)
+    if args.batch_size:
+        config.synthesis = replace(config.synthesis, batch_size=args.batch_size)
+    elif config.device.startswith("cuda"):
+        config.synthesis = replace(config.synthesis, batch_size=fit_batch_size(config))
+    return config
+
+
 def command_train(args: argparse.Namespace) -> int:
-    from disanatdetect.train import (BaselineTrainConfig, TrainConfig, export_bundle, fit_batch_size,
-                                     load_run_config, train)
+    from disanatdetect.train import export_bundle, load_run_config, train
     from disanatdetect.synth.label_bank import split_subjects
 
     out = Path(args.out)
@@ -210,20 +241,7 @@ def command_train(args: argparse.Namespace) -> int:
     else:
         if (out / "last.pt").exists() and not args.restart:
             raise InputError(f"{out} already holds a run; continue it with --resume, or start over with --restart")
-        settings = dict(out_dir=args.out, steps=args.steps, seed=args.seed, device=args.device, threads=args.threads,
-                        label_maps=args.label_maps, precision=args.precision, max_minutes=args.max_minutes or 0.0,
-                        export_bundle=not args.no_export)
-        if args.model == "dal":
-            config = TrainConfig(**settings)
-            ablation = {"use_priors": not args.no_priors, "hard_one_hot": not args.soft_anatomy,
-                        "use_restoration": not args.no_restoration}
-            config.model = replace(config.model, **ablation)  # each flag trains one ablation of the harness
-        else:
-            config = BaselineTrainConfig(model_name=args.model, **settings)
-        if args.batch_size:
-            config.synthesis = replace(config.synthesis, batch_size=args.batch_size)
-        elif config.device.startswith("cuda"):
-            config.synthesis = replace(config.synthesis, batch_size=fit_batch_size(config))
+        config = new_run_config(args)
     try:
         split_subjects(config.label_maps, config.holdout_subjects)
     except (FileNotFoundError, ValueError) as error:
@@ -574,12 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="do not calibrate and write a bundle at the end (a resumed run remembers it)")
     training.add_argument("--version", default="0.0.0-dev",
                           help="version written into the bundle (a release gives its own, e.g. 2.0.0)")
-    training.add_argument("--soft-anatomy", action="store_true",
-                          help="DAL with soft (not one-hot) anatomy, trained so (the ablation)")
-    training.add_argument("--no-restoration", action="store_true",
-                          help="DAL whose decoder renders the encoded anatomy (the ablation)")
-    training.add_argument("--no-priors", action="store_true",
-                          help="DAL without the atlas priors as network inputs (the ablation)")
+    for key, flags in ABLATION_FLAGS.items():  # unset: the released model's setting (TrainConfig)
+        for value, (flag, meaning) in zip((True, False), flags):
+            training.add_argument(flag, dest=key, action="store_const", const=value, default=None, help=meaning)
     training.add_argument("--quiet", action="store_true")
     training.set_defaults(run=command_train)
 

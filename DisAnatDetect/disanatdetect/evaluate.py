@@ -331,23 +331,30 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-# What an ablation's training turns off (``disanatdetect train --no-restoration | --soft-anatomy | --no-priors``),
-# read from its bundle's manifest, and the name of its harness row.
-RETRAINED_ABLATIONS = (("use_restoration", "w/o restoration"), ("hard_one_hot", "soft anatomy"),
-                       ("use_priors", "w/o priors"))
+# The name of a DAL part in the harness's rows, when on and when off; a retrained ablation is named by the parts its
+# training set unlike the release (``disanatdetect train --no-restoration | --hard-anatomy | --with-priors ...``).
+PART_NAMES = {"use_restoration": ("with restoration", "w/o restoration"),
+              "hard_one_hot": ("hard anatomy", "soft anatomy"),
+              "use_priors": ("with priors", "w/o priors")}
+
+
+def part_name(key: str, value: bool) -> str:
+    """How a harness row names DAL's part ``key`` set to ``value``."""
+    return PART_NAMES[key][0 if value else 1]
 
 
 def ablations(dal_method) -> list:
-    """DAL variants from the same weights: without edge restoration (PHI from the encoded anatomy), with soft (not
-    one-hot) anatomy, without the rule that anatomy-agreed CSF carries no score, and with the brain mask as
-    extracted (not what the encoder sees of it). What each part is worth when
-    the model is trained without it is :func:`retrained_ablations`'s job."""
+    """DAL variants from the same weights: without edge restoration (PHI from the encoded anatomy), with the anatomy
+    read the other way (soft for a one-hot model, one-hot for a soft one), without the rule that anatomy-agreed CSF
+    carries no score, and with the brain mask as extracted (not what the encoder sees of it). What each part is
+    worth when the model is trained without it is :func:`retrained_ablations`'s job."""
     import copy
 
+    hard = dal_method.bundle.model.config.hard_one_hot  # the variant reads the anatomy the other way
     variants = []
     for name, model_change, detection_change in (
             ("DAL w/o restoration", {"use_restoration": False}, {}),
-            ("DAL soft anatomy", {"hard_one_hot": False}, {}),
+            (f"DAL {part_name('hard_one_hot', not hard)}", {"hard_one_hot": not hard}, {}),
             ("DAL w/o CSF rule", {}, {"explain_csf": False}),
             ("DAL w/o encoder's brain", {}, {"brain_from_encoder": False})):
         variant = copy.copy(dal_method)
@@ -360,26 +367,30 @@ def ablations(dal_method) -> list:
     return variants
 
 
-def retrained_ablations(folder: str | Path, device) -> list:
-    """Every DAL bundle in the sub-folders of ``folder`` (``<name>/manifest.json``), each named by what its training
-    turned off and by its steps: ``DAL w/o priors (retrained, 4000 steps)``, and ``DAL (4000 steps)`` for a bundle
-    that turns nothing off, the reference trained with the same budget."""
+def retrained_ablations(folder: str | Path, device, reference: dict | None = None) -> list:
+    """Every DAL bundle in the sub-folders of ``folder`` (``<name>/manifest.json``), each named by the parts its
+    training set unlike the release and by its steps: ``DAL w/o restoration (retrained, 3000 steps)``, and ``DAL
+    (3000 steps)`` for a bundle of the release's design, the reference trained with the same budget.
+    ``reference`` names the design's parts otherwise (``{"hard_one_hot": False, ...}``)."""
     from disanatdetect.bundle import load_bundle
     from disanatdetect.dal_inference import DALMethod
+    from disanatdetect.models import DALConfig
+    from disanatdetect.train import TrainConfig
 
+    reference = {**TrainConfig().model.to_dict(), **(reference or {})}
     manifests = sorted(Path(folder).glob("*/manifest.json"))
     methods = []
     for manifest in manifests:
         bundle = load_bundle(manifest)  # on the CPU; DALMethod moves it to ``device``
         if bundle.manifest.get("model") != "dal":
             continue  # the autoencoder baselines may share the folder
-        config = bundle.manifest["model_config"]
-        changed = [label for key, label in RETRAINED_ABLATIONS if config.get(key, True) is False]
+        config = {**DALConfig().to_dict(), **bundle.manifest["model_config"]}  # older bundles name fewer parts
+        changed = [part_name(key, config[key]) for key in PART_NAMES if config[key] != reference[key]]
         steps = bundle.manifest.get("training", {}).get("steps", "?")
         method = DALMethod(bundle, device)
         method.name = f"DAL {' '.join(changed)} (retrained, {steps} steps)" if changed else f"DAL ({steps} steps)"
         methods.append(method)
     if not methods:
         raise InputError(f"no DAL bundle in the sub-folders of {folder}; train each ablation with 'disanatdetect "
-                         "train --no-restoration | --soft-anatomy | --no-priors' and put its bundle there.")
+                         "train --no-restoration' (or another part's flag) and put its bundle there.")
     return methods
