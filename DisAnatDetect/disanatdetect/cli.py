@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from disanatdetect import __version__
+from disanatdetect.dal_parts import DAL_PARTS
 from disanatdetect.data_paths import DEFAULT_HEALTHY_SCANS, DEFAULT_LABEL_MAPS
 from disanatdetect.errors import InputError, ModelError
 from disanatdetect.outputs import OUTPUT_NAMES, detection_report, write_outputs
@@ -192,18 +193,6 @@ def command_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-# DAL's parts that a training run can set unlike the release, to train an ablation of the harness: the flags that
-# switch each on and off. A flag the release already follows trains the release's design.
-ABLATION_FLAGS = {
-    "use_restoration": (("--with-restoration", "DAL whose decoder renders the restored anatomy"),
-                        ("--no-restoration", "DAL whose decoder renders the encoded anatomy")),
-    "hard_one_hot": (("--hard-anatomy", "DAL with one-hot anatomy (straight-through), trained so"),
-                     ("--soft-anatomy", "DAL with soft (class-probability) anatomy, trained so")),
-    "use_priors": (("--with-priors", "DAL with the atlas priors as network inputs"),
-                   ("--no-priors", "DAL without the atlas priors as network inputs")),
-}
-
-
 def new_run_config(args: argparse.Namespace):
     """The settings of a run that ``train`` starts: the release's, changed by the command line's options."""
     from disanatdetect.train import BaselineTrainConfig, TrainConfig, fit_batch_size
@@ -213,7 +202,7 @@ def new_run_config(args: argparse.Namespace):
                     export_bundle=not args.no_export)
     if args.model == "dal":
         config = TrainConfig(**settings)
-        parts = {key: getattr(args, key) for key in ABLATION_FLAGS if getattr(args, key) is not None}
+        parts = {key: getattr(args, key) for key in DAL_PARTS if getattr(args, key) is not None}
         config.model = replace(config.model, **parts)
     else:
         config = BaselineTrainConfig(model_name=args.model, **settings)
@@ -592,9 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="do not calibrate and write a bundle at the end (a resumed run remembers it)")
     training.add_argument("--version", default="0.0.0-dev",
                           help="version written into the bundle (a release gives its own, e.g. 2.0.0)")
-    for key, flags in ABLATION_FLAGS.items():  # unset: the released model's setting (TrainConfig)
-        for value, (flag, meaning) in zip((True, False), flags):
-            training.add_argument(flag, dest=key, action="store_const", const=value, default=None, help=meaning)
+    for key, settings in DAL_PARTS.items():  # unset: the released model's setting (TrainConfig)
+        for value, setting in zip((True, False), settings):
+            training.add_argument(setting.flag, dest=key, action="store_const", const=value, default=None,
+                                  help=setting.meaning)
     training.add_argument("--quiet", action="store_true")
     training.set_defaults(run=command_train)
 

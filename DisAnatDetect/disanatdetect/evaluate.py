@@ -22,6 +22,7 @@ import numpy as np
 
 from disanatdetect import metrics
 from disanatdetect.atlas import load_atlas
+from disanatdetect.dal_parts import DAL_PARTS, part_setting
 from disanatdetect.data_paths import DEFAULT_LABEL_MAPS
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume, read_volume
@@ -331,18 +332,6 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-# The name of a DAL part in the harness's rows, when on and when off; a retrained ablation is named by the parts its
-# training set unlike the release (``disanatdetect train --no-restoration | --hard-anatomy | --with-priors ...``).
-PART_NAMES = {"use_restoration": ("with restoration", "w/o restoration"),
-              "hard_one_hot": ("hard anatomy", "soft anatomy"),
-              "use_priors": ("with priors", "w/o priors")}
-
-
-def part_name(key: str, value: bool) -> str:
-    """How a harness row names DAL's part ``key`` set to ``value``."""
-    return PART_NAMES[key][0 if value else 1]
-
-
 def ablations(dal_method) -> list:
     """DAL variants from the same weights: without edge restoration (PHI from the encoded anatomy), with the anatomy
     read the other way (soft for a one-hot model, one-hot for a soft one), without the rule that anatomy-agreed CSF
@@ -354,7 +343,7 @@ def ablations(dal_method) -> list:
     variants = []
     for name, model_change, detection_change in (
             ("DAL w/o restoration", {"use_restoration": False}, {}),
-            (f"DAL {part_name('hard_one_hot', not hard)}", {"hard_one_hot": not hard}, {}),
+            (f"DAL {part_setting('hard_one_hot', not hard).name}", {"hard_one_hot": not hard}, {}),
             ("DAL w/o CSF rule", {}, {"explain_csf": False}),
             ("DAL w/o encoder's brain", {}, {"brain_from_encoder": False})):
         variant = copy.copy(dal_method)
@@ -385,7 +374,7 @@ def retrained_ablations(folder: str | Path, device, reference: dict | None = Non
         if bundle.manifest.get("model") != "dal":
             continue  # the autoencoder baselines may share the folder
         config = {**DALConfig().to_dict(), **bundle.manifest["model_config"]}  # older bundles name fewer parts
-        changed = [part_name(key, config[key]) for key in PART_NAMES if config[key] != reference[key]]
+        changed = [part_setting(key, config[key]).name for key in DAL_PARTS if config[key] != reference[key]]
         steps = bundle.manifest.get("training", {}).get("steps", "?")
         method = DALMethod(bundle, device)
         method.name = f"DAL {' '.join(changed)} (retrained, {steps} steps)" if changed else f"DAL ({steps} steps)"
