@@ -13,11 +13,8 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from disanatdetect.bundle import DEFAULT_BUNDLE, load_bundle, write_bundle
-from disanatdetect.models import build_model
-from disanatdetect.train import CHECKPOINT, load_run_config
+from disanatdetect.train import CHECKPOINT, checkpoint_model, load_run_config
 
 
 def main() -> None:
@@ -26,15 +23,13 @@ def main() -> None:
     parser.add_argument("out", help="where to write the bundle")
     args = parser.parse_args()
     config = load_run_config(args.run)
-    checkpoint = torch.load(Path(args.run) / CHECKPOINT, map_location="cpu", weights_only=True)
-    model = build_model("dal", config.model.to_dict())
-    model.load_state_dict(checkpoint["model"])
+    name, model_config, model, step = checkpoint_model(Path(args.run) / CHECKPOINT, config)
     shipped = load_bundle(DEFAULT_BUNDLE)
-    version = f"step-{checkpoint['step']}"
-    manifest = write_bundle(model, "dal", config.model.to_dict(), args.out, version, {
+    version = f"step-{step}"
+    manifest = write_bundle(model, name, model_config, args.out, version, {
         "atlas_config": asdict(config.atlas), "thresholds": shipped.thresholds,
         "calibration": {"borrowed_from": shipped.version},
-        "training": {"run": str(args.run), "steps": checkpoint["step"], "seed": config.seed,
+        "training": {"run": str(args.run), "steps": step, "seed": config.seed,
                      "config": config.to_dict()}})
     print(f"{manifest}: {version}, thresholds borrowed from {shipped.version}")
 

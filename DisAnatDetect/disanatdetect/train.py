@@ -448,6 +448,18 @@ def source_commit(folder: str | Path) -> str:
         return "unknown"
 
 
+def checkpoint_model(checkpoint: str | Path, config: TrainConfig | BaselineTrainConfig
+                     ) -> tuple[str, dict, torch.nn.Module, int]:
+    """The network a run's checkpoint holds, in eval mode: its registry name, architecture settings, the model and
+    the step it was saved at."""
+    baseline = isinstance(config, BaselineTrainConfig)
+    name, model_config = (config.model_name, config.model) if baseline else ("dal", config.model.to_dict())
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = build_model(name, model_config)
+    model.load_state_dict(state["model"])
+    return name, model_config, model.eval(), int(state["step"])
+
+
 def export_bundle(checkpoint: str | Path, config: TrainConfig | BaselineTrainConfig, out_dir: str | Path,
                   version: str, command: str = "", calibration=None) -> Path:
     """Calibrate the label-free thresholds of a trained checkpoint and write the model bundle."""
@@ -457,11 +469,7 @@ def export_bundle(checkpoint: str | Path, config: TrainConfig | BaselineTrainCon
     # the thresholds come from this run's own held-out subjects
     calibration = dataclasses.replace(calibration or CalibrationConfig(), label_maps=config.label_maps,
                                       holdout_subjects=config.holdout_subjects)
-    baseline = isinstance(config, BaselineTrainConfig)
-    name, model_config = (config.model_name, config.model) if baseline else ("dal", config.model.to_dict())
-    model = build_model(name, model_config)
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
-    model.eval()
+    name, model_config, model, _ = checkpoint_model(checkpoint, config)
     bundle = Bundle(model, name, version, {}, {"atlas_config": asdict(config.atlas)})
     method = method_for(bundle)
     extra = {
