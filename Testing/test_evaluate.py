@@ -99,6 +99,8 @@ def test_the_train_command_starts_the_released_design_unless_a_part_is_set(tmp_p
                                                                          use_priors=False)
     assert model("--soft-anatomy", "--with-priors") == dataclasses.replace(released, hard_one_hot=False,
                                                                            use_priors=True)
+    with pytest.raises(SystemExit):  # both settings of one part: refused, not the last one kept
+        model("--hard-anatomy", "--soft-anatomy")
 
 
 def test_ablation_table_compares_each_variant_with_its_reference_on_shared_cases():

@@ -582,9 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--version", default="0.0.0-dev",
                           help="version written into the bundle (a release gives its own, e.g. 2.0.0)")
     for key, settings in DAL_PARTS.items():  # unset: the released model's setting (TrainConfig)
+        either = training.add_mutually_exclusive_group()
         for value, setting in zip((True, False), settings):
-            training.add_argument(setting.flag, dest=key, action="store_const", const=value, default=None,
-                                  help=setting.meaning)
+            either.add_argument(setting.flag, dest=key, action="store_const", const=value, default=None,
+                                help=setting.meaning)
     training.add_argument("--quiet", action="store_true")
     training.set_defaults(run=command_train)
 
