@@ -37,7 +37,7 @@ def main() -> None:
         quantiles = {q: float(np.quantile(pooled, q)) for q in (0.99, 1 - config.false_positive_rate, 0.9999)}
         print(f"{manifest}: stored {args.modality} threshold {stored:.4f}; pooled quantiles now "
               + ", ".join(f"{q:g}: {value:.4f}" for q, value in quantiles.items()))
-        for threshold in [stored] + [float(value) for value in args.at.split(",")]:
+        for threshold in dict.fromkeys([stored] + [float(value) for value in args.at.split(",")]):  # once each
             volumes = np.array([false_positive_ml(healthy, threshold) for healthy in maps])
             real = volumes[rendered:]
             print(f"  at {threshold:.4f}: mean false lesion {volumes[:rendered].mean():.2f} mL on {rendered} "
