@@ -19,15 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from disanatdetect.bundle import load_bundle
-from disanatdetect.calibration import (CalibrationConfig, false_positive_ml, healthy_maps, method_for,
+from disanatdetect.calibration import (false_positive_ml, healthy_maps, method_for, recorded_calibration,
                                        thresholds_from_maps)
-
-
-def _calibration_of(manifest: dict) -> CalibrationConfig:
-    """The bundle's calibration settings (those a manifest records as plain values)."""
-    recorded = manifest.get("calibration", {})
-    names = ("volumes_per_modality", "false_positive_rate", "seed", "label_maps", "holdout_subjects")
-    return CalibrationConfig(**{name: recorded[name] for name in names if name in recorded})
 
 
 def main() -> None:
@@ -36,7 +29,7 @@ def main() -> None:
     parser.add_argument("--limits", default="2,1,0.5", help="lesion-volume limits to try, in mL (comma-separated)")
     args = parser.parse_args()
     manifest = json.loads(args.manifest.read_text())
-    config = _calibration_of(manifest)
+    config = recorded_calibration(manifest)
     maps = healthy_maps(method_for(load_bundle(args.manifest)), config)
     for limit in [None] + [float(value) for value in args.limits.split(",")]:
         limited = dataclasses.replace(config, max_false_positive_ml=limit)

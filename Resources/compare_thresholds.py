@@ -13,13 +13,14 @@ each threshold given. No lesion is used.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
 from disanatdetect.bundle import load_bundle
-from disanatdetect.calibration import CalibrationConfig, false_positive_ml, healthy_maps, method_for
+from disanatdetect.calibration import false_positive_ml, healthy_maps, method_for, recorded_calibration
 
 
 def main() -> None:
@@ -28,11 +29,12 @@ def main() -> None:
     parser.add_argument("--modality", default="t1")
     parser.add_argument("--at", default="0.2238,0.25,0.30", help="thresholds to compare at (comma-separated)")
     args = parser.parse_args()
-    config = CalibrationConfig(modalities=(args.modality,))
     for manifest in args.manifests:
+        recorded = json.loads(manifest.read_text())
+        config = dataclasses.replace(recorded_calibration(recorded), modalities=(args.modality,))
         maps = healthy_maps(method_for(load_bundle(manifest)), config)[args.modality]
         rendered = config.volumes_per_modality  # healthy_maps lists the rendered scans first, then the real ones
-        stored = json.loads(manifest.read_text())["thresholds"][args.modality]
+        stored = recorded["thresholds"][args.modality]
         pooled = np.concatenate([healthy.anomaly[healthy.brain] for healthy in maps])
         quantiles = {q: float(np.quantile(pooled, q)) for q in (0.99, 1 - config.false_positive_rate, 0.9999)}
         print(f"{manifest}: stored {args.modality} threshold {stored:.4f}; pooled quantiles now "

@@ -149,6 +149,13 @@ def thresholds_from_maps(maps_per_modality: dict[str, list[HealthyMap]],
     return thresholds
 
 
+def recorded_calibration(manifest: dict) -> CalibrationConfig:
+    """The calibration settings a bundle's manifest records as plain values (the rest: the release's)."""
+    recorded = manifest.get("calibration", {})
+    names = ("volumes_per_modality", "false_positive_rate", "seed", "label_maps", "holdout_subjects")
+    return CalibrationConfig(**{name: recorded[name] for name in names if name in recorded})
+
+
 def method_for(bundle: Bundle, device: str = "cpu") -> AnomalyMethod:
     """The anomaly method that runs ``bundle``: DAL, or a reconstruction baseline (AE, DAE)."""
     from disanatdetect.baselines import ReconstructionMethod
