@@ -96,8 +96,10 @@ class TrainConfig(LoopConfig):
     weight_invariance: float = 0.5
     weight_restoration: float = 1.0
     weight_rendering: float = 1.0
+    # 3.0.0: soft anatomy and no atlas priors (the dev-set comparison with 2.0.0 is in the model card)
     model: DALConfig = field(default_factory=lambda: DALConfig(encoder_channels=12, restoration_channels=12,
-                                                               decoder_channels=8, bias_degree=3))
+                                                               decoder_channels=8, bias_degree=3,
+                                                               use_priors=False, hard_one_hot=False))
 
 
 @dataclass

@@ -2,11 +2,13 @@
 
 Four parts, each a small 2D network or a fixed operator:
 
-- ``anatomy_encoder``: scan slice (+ atlas priors) -> K tissue logits -> one-hot anatomical image (no contrast);
+- ``anatomy_encoder``: scan slice (+ atlas priors where ``use_priors``) -> K tissue logits -> anatomical image:
+  class probabilities (partial volume and the encoder's doubt pass), or one-hot (straight-through) where
+  ``hard_one_hot`` (nothing of the contrast passes);
 - imaging information: the scan's robust intensity per tissue class times a smooth field that follows its
   inhomogeneity (:mod:`disanatdetect.models.imaging`);
-- ``restoration``: the anatomy's edges (+ priors) -> healthy anatomy; abnormal regions, which leave only an outline
-  in the edge map, are filled with the tissue that belongs there;
+- ``restoration``: the anatomy's edges (+ priors where ``use_priors``) -> healthy anatomy; abnormal regions,
+  which leave only an outline in the edge map, are filled with the tissue that belongs there;
 - ``decoder``: anatomy + imaging information -> image in the scan's contrast (FiLM-conditioned U-Net on top of
   a piecewise-constant rendering).
 """
@@ -27,7 +29,8 @@ from disanatdetect.models.unet import UNet2d
 
 @dataclass(frozen=True)
 class DALConfig:
-    """Architecture settings; the flags switch parts off for the ablation study."""
+    """Architecture settings; the flags switch parts for the ablation study (the release's are
+    :class:`disanatdetect.train.TrainConfig`'s and each bundle's manifest)."""
 
     n_classes: int = 4
     encoder_channels: int = 16
