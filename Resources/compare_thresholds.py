@@ -6,8 +6,10 @@ prints, per bundle: its stored threshold, the pooled voxel quantiles the calibra
 false lesion volume (after the lesion growth) of the rendered and of the real scans at its own threshold and at
 each threshold given. No lesion is used.
 
-    python3 Resources/compare_thresholds.py DisAnatDetect/disanatdetect/weights/manifest.json \\
-        training/in-progress/bundle/manifest.json --modality t1 --at 0.2238,0.25,0.30
+    mkdir old && git archive 0ed3d5c DisAnatDetect/disanatdetect/weights/manifest.json \\
+        DisAnatDetect/disanatdetect/weights/dal-2.0.0.pt | tar -x -C old      # release 2.0.0, from the history
+    python3 Resources/compare_thresholds.py old/DisAnatDetect/disanatdetect/weights/manifest.json \\
+        DisAnatDetect/disanatdetect/weights/manifest.json --modality t1 --at 0.2238,0.25,0.30
 """
 
 from __future__ import annotations
