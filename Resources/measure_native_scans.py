@@ -6,7 +6,7 @@ brain to the SRI24 scan of the same contrast; reported: Dice with the reference,
 and whether the mask's centroid falls inside it. With ``--compare-encoder-brain`` each scan is also run with the
 brain mask as extracted (``DetectionConfig.brain_from_encoder=False``).
 
-    python3 Resources/measure_native_scans.py ../shared/data/real/TCGA-FG-6692 --compare-encoder-brain
+    python3 Resources/measure_native_scans.py ../shared/data/real/TCGA-FG-6692 --compare-encoder-brain [--model MANIFEST]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from disanatdetect.brain_extraction import extract_brain
+from disanatdetect.bundle import load_bundle
 from disanatdetect.detection import DetectionConfig
 from disanatdetect.io import read_volume
 from disanatdetect.metrics import dice
@@ -31,8 +32,9 @@ def main() -> None:
     parser.add_argument("case", type=Path, help="a case folder with native/<contrast>.nii.gz, <contrast>.nii.gz and "
                                                 "reference.nii.gz")
     parser.add_argument("--compare-encoder-brain", action="store_true")
+    parser.add_argument("--model", default=None, help="manifest.json of a DAL bundle (default: the shipped one)")
     args = parser.parse_args()
-    detector = Detector(device="cpu")
+    detector = Detector(load_bundle(args.model) if args.model else None, device="cpu")
     reference = read_volume(args.case / "reference.nii.gz")
     truth = reference.array > 0
     voxel_ml = float(np.prod(reference.spacing)) / 1000

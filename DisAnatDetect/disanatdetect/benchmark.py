@@ -96,6 +96,7 @@ def benchmark(methods: list, volume: Volume | None = None, runs: int = 5, warmup
                               "min_s": round(min(s[stage] for s in samples), 3),
                               "max_s": round(max(s[stage] for s in samples), 3)} for stage in samples[0]}
             results[method.name] = {
+                "version": getattr(method, "version", None),  # a model's, so that a report names what it timed
                 "stages": stages,
                 "volumes_per_hour": round(3600.0 / stages["total"]["median_s"], 1),
                 "peak_rss_mb": round(_peak_rss_mb(), 1),

@@ -367,7 +367,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
     from disanatdetect import benchmark as bench
     from disanatdetect.io import read_volume
 
-    methods = _methods(args.methods.split(","), args.device, with_ablations=False)
+    methods = _methods(args.methods.split(","), args.device, with_ablations=False, model=args.model)
     volume = read_volume(args.input) if args.input else bench.brats_like_volume()
     if args.size:
         try:
@@ -555,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--out", default=None, help="write the JSON report here")
     bench.add_argument("--size", default=None, help="resample the scan to IxJxK voxels first (e.g. 512x512x400)")
+    bench.add_argument("--model", default=None, help="manifest.json of the DAL bundle (default: the shipped one)")
     bench.set_defaults(run=command_benchmark)
 
     training = commands.add_parser("train", help="train DAL on synthetic healthy data and write a model bundle")
