@@ -2,7 +2,7 @@
 # Every measurement a release candidate gets before it ships, with the same commands as the README's Results,
 # Performance and demo sections, but on the candidate's bundle instead of the shipped one. One after another (each
 # uses both cores), about 80 minutes on 2 CPU cores; each command's output in OUT/<name>.log, the commands with
-# their start times in OUT/commands.log. A step that fails stops the run (its log says why).
+# their start times in OUT/commands.log. A step that fails stops the run and names its log.
 #
 #     bash Resources/measure_candidate.sh training/in-progress/bundle/manifest.json runs/candidate [STEP ...]
 #
@@ -36,7 +36,7 @@ run() {
     local name=$1
     shift
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $name: $*" >>"$out/commands.log"
-    "$@" >"$out/$name.log" 2>&1
+    "$@" >"$out/$name.log" 2>&1 || { echo "$name failed; its output is in $out/$name.log" >&2; return 1; }
 }
 
 for step in "${steps[@]}"; do
