@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a bundle's manifest (default: the shipped model)")
     parser.add_argument("--out", default="Resources/phi-examples.png")
     args = parser.parse_args()
-    detector = Detector(load_bundle(args.model) if args.model else None, device="cpu")
+    detector = Detector(load_bundle(args.model), device="cpu")  # None: the shipped one
     rows = []
     for name, path, modality, reference_path in SCANS:
         scan = read_volume(path)

@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--compare-encoder-brain", action="store_true")
     parser.add_argument("--model", default=None, help="manifest.json of a DAL bundle (default: the shipped one)")
     args = parser.parse_args()
-    detector = Detector(load_bundle(args.model) if args.model else None, device="cpu")
+    detector = Detector(load_bundle(args.model), device="cpu")  # None: the shipped one
     reference = read_volume(args.case / "reference.nii.gz")
     truth = reference.array > 0
     voxel_ml = float(np.prod(reference.spacing)) / 1000

@@ -102,7 +102,7 @@ def command_detect(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         volume = read_volume(args.input)
         seconds_read = time.perf_counter() - started
-        bundle = load_bundle(args.model, device=resolve_device(args.device)) if args.model else None
+        bundle = load_bundle(args.model, device=resolve_device(args.device))  # None: the shipped one
         detector = Detector(bundle, device=args.device)
         progress = json_progress or _Progress(not args.quiet)
         try:
@@ -282,7 +282,7 @@ def _methods(names: list[str], device: str, with_ablations: bool, model: str | N
     methods = []
     for name in names:
         if name == "dal":
-            methods.append(DALMethod(load_bundle(model) if model else None, device=device))
+            methods.append(DALMethod(load_bundle(model), device=device))
             if with_ablations:
                 methods += ablations(methods[-1])
         elif name == "threshold":
@@ -443,6 +443,11 @@ def command_bids(args: argparse.Namespace) -> int:
                        process=args.analysis_level == "participant")
 
 
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="manifest.json of a model bundle other than the shipped one (default: the shipped DAL)")
+
+
 def _add_cohort_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``batch`` and ``bids``: the detection settings, the cluster and resuming."""
     from disanatdetect.synth.contrast import MODALITIES
@@ -453,7 +458,7 @@ def _add_cohort_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threshold", type=float, default=None,
                         help="anomaly-map threshold (default: the model's label-free threshold for the modality)")
-    parser.add_argument("--model", default=None, help="manifest.json of another model bundle (default: shipped)")
+    _add_model_option(parser)
     parser.add_argument("--workers", type=int, default=0,
                         help="local Dask workers (default: as many as the cores and memory allow; one per GPU)")
     parser.add_argument("--threads-per-worker", type=int, default=0,
@@ -485,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--threshold", type=float, default=None,
                         help="anomaly-map threshold (default: the model's label-free threshold for the modality)")
     detect.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
-    detect.add_argument("--model", default=None, help="manifest.json of another model bundle (default: shipped)")
+    _add_model_option(detect)
     detect.add_argument("--quiet", action="store_true")
     detect.add_argument("--progress", default="bar", choices=("bar", "json"),
                         help="bar: a progress bar on stderr (none with --quiet); json: one JSON object per line on "
@@ -503,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lesion", default="tumour", choices=LESION_TYPES, help="with --synthetic")
     demo.add_argument("--seed", type=int, default=1, help="with --synthetic")
     demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    demo.add_argument("--model", default=None, help="manifest.json of another model bundle (default: shipped)")
+    _add_model_option(demo)
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(run=command_demo)
 
@@ -521,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "reference (a case without one is healthy); repeat for several folders")
     evaluation.add_argument("--healthy-scan", action="append", metavar="MODALITY:FILE",
                             help="a healthy scan outside any case folder (e.g. t1:ch2bet.nii.gz); repeatable")
-    evaluation.add_argument("--model", default=None, help="manifest.json of the DAL bundle (default: the shipped one)")
+    _add_model_option(evaluation)
     evaluation.add_argument("--n4", action="store_true",
                             help="N4 bias correction of every scan before normalising (to measure it)")
     evaluation.add_argument("--synthetic", action="store_true", help="add the fixed-seed synthetic suite")
@@ -555,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--out", default=None, help="write the JSON report here")
     bench.add_argument("--size", default=None, help="resample the scan to IxJxK voxels first (e.g. 512x512x400)")
-    bench.add_argument("--model", default=None, help="manifest.json of the DAL bundle (default: the shipped one)")
+    _add_model_option(bench)
     bench.set_defaults(run=command_benchmark)
 
     training = commands.add_parser("train", help="train DAL on synthetic healthy data and write a model bundle")
@@ -591,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.set_defaults(run=command_train)
 
     calibration = commands.add_parser("calibrate", help="recalibrate a bundle's label-free thresholds in place")
-    calibration.add_argument("--model", default=None, help="manifest.json of the bundle (default: shipped)")
+    _add_model_option(calibration)
     calibration.add_argument("--label-maps", default=DEFAULT_LABEL_MAPS,
                              help="the training's label maps: healthy scans are rendered from its held-out subjects")
     calibration.add_argument("--healthy-scans", action="append", default=None, metavar="DIR",
