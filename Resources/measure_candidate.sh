@@ -2,7 +2,8 @@
 # Every measurement a release candidate gets before it ships, with the same commands as the README's Results,
 # Performance and demo sections, but on the candidate's bundle instead of the shipped one. One after another (each
 # uses both cores), about 80 minutes on 2 CPU cores; each command's output in OUT/<name>.log, the commands with
-# their start times in OUT/commands.log. A step that fails stops the run and names its log.
+# their start times in OUT/commands.log. A step that fails stops the run and names its log. The dev step ends with
+# the candidate set against the shipped model case by case (OUT/versus-shipped.log).
 #
 #     bash Resources/measure_candidate.sh training/in-progress/bundle/manifest.json runs/candidate [STEP ...]
 #
@@ -42,7 +43,9 @@ run() {
 for step in "${steps[@]}"; do
     case $step in
     dev) run dev disanatdetect evaluate --model "$manifest" --cases ../shared/data/real --cases ../shared/data/healthy \
-        --healthy-scan t1:/usr/share/mricron/templates/ch2bet.nii.gz --table-cases Brats18 --out "$out/evaluation" ;;
+        --healthy-scan t1:/usr/share/mricron/templates/ch2bet.nii.gz --table-cases Brats18 --out "$out/evaluation"
+        run versus-shipped python3 Resources/compare_releases.py Resources/results/results.csv \
+            "$out/evaluation/results.csv" --names shipped,candidate ;;
     healthy) run healthy disanatdetect evaluate --model "$manifest" --held-out-healthy 20 --synthetic \
         --methods dal,threshold --no-ablations --out "$out/evaluation-healthy" ;;
     heads) run heads disanatdetect evaluate --model "$manifest" --held-out-healthy 6 --with-head \

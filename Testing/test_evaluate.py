@@ -61,6 +61,26 @@ def test_versus_baseline_table_counts_wins_and_healthy_scans(evaluation):
     assert harness.versus_baseline_table([r for r in rows if r["method"] == "DAL"]).count("\n") == 2  # healthy only
 
 
+def test_results_read_back_as_the_evaluation_made_them(evaluation, tmp_path):
+    rows = evaluation.rows
+    read = harness.read_csv(harness.write_csv(rows, tmp_path / "results.csv"))
+    assert read == rows  # every number exact, and no AP on the healthy case
+    assert harness.versus_baseline_table(read) == harness.versus_baseline_table(rows)
+
+
+def test_a_candidate_is_set_against_the_release_case_by_case(evaluation):
+    release = [dict(r) for r in evaluation.rows]
+    candidate = [dict(r) for r in evaluation.rows]
+    rows = harness.versus_release_rows(release, candidate, "DAL 1", "DAL 2")
+    assert {r["method"] for r in rows} == {"DAL 1", "DAL 2"} and len(rows) == 4  # DAL's rows only, both cases
+    line = harness.versus_baseline_table(rows, method="DAL 2", baseline="DAL 1").splitlines()[2]
+    assert "| 0 of 1 | 1 |" in line  # the same model wins nothing against itself
+    patient = next(r for r in candidate if (r["case"], r["method"]) == ("patient", "DAL"))
+    patient["best_dice"] += 0.01
+    rows = harness.versus_release_rows(release, candidate, "DAL 1", "DAL 2")
+    assert "| 1 of 1 | 1 |" in harness.versus_baseline_table(rows, method="DAL 2", baseline="DAL 1").splitlines()[2]
+
+
 def test_retrained_ablations_are_named_by_the_parts_their_training_set_unlike_the_reference(tiny_bundle, tmp_path):
     from disanatdetect.bundle import load_bundle, write_bundle
     from disanatdetect.errors import InputError

@@ -321,7 +321,11 @@ def ablation_table(rows: list[dict], source: str = "real") -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+TEXT_COLUMNS = ("source", "case", "modality", "method")
+
+
 def write_csv(rows: list[dict], path: Path) -> Path:
+    """Every row in one table, a column per key any row has; a key a row lacks is an empty cell."""
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
@@ -330,6 +334,23 @@ def write_csv(rows: list[dict], path: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """The rows of a ``results.csv`` as :func:`evaluate` made them: numbers as floats, and an empty cell (a metric
+    the row never had, such as AP on a healthy scan) absent from its row, so the tables read them as they were."""
+    with open(path, newline="") as handle:
+        return [{key: value if key in TEXT_COLUMNS else float(value) for key, value in row.items() if value != ""}
+                for row in csv.DictReader(handle)]
+
+
+def versus_release_rows(release: list[dict], candidate: list[dict], release_name: str, candidate_name: str,
+                        method: str = "DAL") -> list[dict]:
+    """``method``'s rows of two evaluations on the same cases, renamed ``release_name`` and ``candidate_name``, so
+    that :func:`versus_baseline_table` sets a candidate model against the released one case by case (the
+    candidate's healthy rows give its false positives)."""
+    return [dict(row, method=name) for rows, name in ((release, release_name), (candidate, candidate_name))
+            for row in rows if row["method"] == method]
 
 
 def ablations(dal_method) -> list:
