@@ -3,7 +3,9 @@
 # Performance and demo sections, but on the candidate's bundle instead of the shipped one. One after another (each
 # uses both cores), about 80 minutes on 2 CPU cores; each command's output in OUT/<name>.log, the commands with
 # their start times in OUT/commands.log. A step that fails stops the run and names its log. The dev step ends with
-# the candidate set against the shipped model case by case (OUT/versus-shipped.log).
+# the candidate set against the shipped model case by case (OUT/versus-shipped.log), the two healthy steps with its
+# held-out false positives beside the shipped model's (OUT/versus-shipped-healthy.log, versus-shipped-heads.log;
+# the shipped model's own runs of those steps are Resources/results/held-out-*.csv).
 #
 #     bash Resources/measure_candidate.sh training/in-progress/bundle/manifest.json runs/candidate [STEP ...]
 #
@@ -47,9 +49,13 @@ for step in "${steps[@]}"; do
         run versus-shipped python3 Resources/compare_releases.py Resources/results/results.csv \
             "$out/evaluation/results.csv" --names shipped,candidate ;;
     healthy) run healthy disanatdetect evaluate --model "$manifest" --held-out-healthy 20 --synthetic \
-        --methods dal,threshold --no-ablations --out "$out/evaluation-healthy" ;;
+        --methods dal,threshold --no-ablations --out "$out/evaluation-healthy"
+        run versus-shipped-healthy python3 Resources/compare_releases.py Resources/results/held-out-healthy.csv \
+            "$out/evaluation-healthy/results.csv" --names shipped,candidate --source held-out ;;
     heads) run heads disanatdetect evaluate --model "$manifest" --held-out-healthy 6 --with-head \
-        --methods dal,threshold --no-ablations --out "$out/evaluation-heads" ;;
+        --methods dal,threshold --no-ablations --out "$out/evaluation-heads"
+        run versus-shipped-heads python3 Resources/compare_releases.py Resources/results/held-out-heads.csv \
+            "$out/evaluation-heads/results.csv" --names shipped,candidate --source held-out ;;
     demo) run demo disanatdetect demo --model "$manifest" --out "$out/demo" ;;
     phi) run phi python3 Resources/make_phi_figure.py --model "$manifest" --out "$out/phi-examples.png" ;;
     native) run native python3 Resources/measure_native_scans.py ../shared/data/real/TCGA-FG-6692 \

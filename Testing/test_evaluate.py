@@ -81,6 +81,20 @@ def test_a_candidate_is_set_against_the_release_case_by_case(evaluation):
     assert "| 1 of 1 | 1 |" in harness.versus_baseline_table(rows, method="DAL 2", baseline="DAL 1").splitlines()[2]
 
 
+def test_healthy_false_positives_are_summed_up_per_modality_and_model():
+    volumes = {"DAL 1": [0.0, 0.5, 2.0, 9.0], "DAL 2": [0.0, 0.0, 1.5]}
+    rows = [{"source": "held-out", "case": f"healthy-{i}", "modality": "t2", "method": method,
+             "false_positive_ml": volume} for method, values in volumes.items() for i, volume in enumerate(values)]
+    lesioned = {"source": "held-out", "case": "tumour", "modality": "t2", "method": "DAL 1", "ap": 0.5,
+                "false_positive_ml": 50.0}  # a lesioned case's false positives are not a healthy scan's
+    other_source = dict(rows[0], source="real", false_positive_ml=70.0)
+    table = harness.healthy_false_positive_table(rows + [lesioned, other_source], ["DAL 1", "DAL 2"],
+                                                 source="held-out").splitlines()
+    assert table[2] == "| t2 | DAL 1 | 4 | 2.9 | 1.2 | 2 | 9.0 |"  # mean 11.5 / 4, median of 0.5 and 2.0
+    assert table[3] == "| t2 | DAL 2 | 3 | 0.5 | 0.0 | 1 | 1.5 |"
+    assert harness.healthy_false_positive_table(rows, ["DAL 1"], source="synthetic") == ""
+
+
 def test_retrained_ablations_are_named_by_the_parts_their_training_set_unlike_the_reference(tiny_bundle, tmp_path):
     from disanatdetect.bundle import load_bundle, write_bundle
     from disanatdetect.errors import InputError

@@ -286,6 +286,22 @@ def versus_baseline_table(rows: list[dict], method: str = "DAL", baseline: str =
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def healthy_false_positive_table(rows: list[dict], methods: list[str], source: str = "real",
+                                 limit_ml: float = 1.0) -> str:
+    """Per modality and method, the false lesion volume on ``source``'s healthy scans (rows without AP): scans,
+    mean, median, how many keep more than ``limit_ml``, worst. Empty without healthy rows."""
+    lines = ["| modality | method | healthy scans | mean (mL) | median (mL) | "
+             f"scans above {limit_ml:g} mL | worst (mL) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    healthy = [r for r in rows if r["source"] == source and "ap" not in r and r["method"] in methods]
+    for modality in dict.fromkeys(r["modality"] for r in healthy):
+        for method in methods:
+            volumes = [r["false_positive_ml"] for r in healthy if (r["modality"], r["method"]) == (modality, method)]
+            if volumes:
+                lines.append(f"| {modality} | {method} | {len(volumes)} | {np.mean(volumes):.1f} | "
+                             f"{np.median(volumes):.1f} | {sum(v > limit_ml for v in volumes)} | {max(volumes):.1f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def _reference_of(method: str) -> str:
     """The row an ablation is measured against: the DAL trained with the same budget for a retrained ablation
     (``DAL w/o priors (retrained, 4000 steps)`` -> ``DAL (4000 steps)``), the released DAL for the others."""
