@@ -2,9 +2,10 @@
 
 Prints, for the lesioned cases named PREFIX* (the dev set's ten BraTS gliomas by default): the candidate's DAL
 against the release's DAL case by case (mean AP and best Dice of both, the candidate's Dice at its own threshold,
-the cases where its best Dice is higher), both models' false lesion on the healthy scans per modality (mean,
-median, scans above 1 mL, worst), then each one's table against the thresholding baseline, the table the README's
-Results show. The release ships only if the candidate is better.
+the cases where its best Dice is higher), the differences case by case (mean, spread, Wilcoxon signed-rank p),
+both models' false lesion on the healthy scans per modality (mean, median, scans above 1 mL, worst), then each
+one's table against the thresholding baseline, the table the README's Results show. The release ships only if
+the candidate is better.
 
     python3 Resources/compare_releases.py Resources/results/results.csv runs/candidate/evaluation/results.csv \\
         --names 3.0.0,4.0.0
@@ -40,6 +41,9 @@ def main() -> None:
               f"{args.table_cases}*:\n")
         print(harness.versus_baseline_table(rows, method=names[1], baseline=names[0], source=args.source,
                                             lesioned_prefix=args.table_cases))
+        print(f"\nDAL {candidate_name} minus DAL {release_name}, case by case:\n")
+        print(harness.paired_differences_table(rows, names[1], names[0], source=args.source,
+                                               lesioned_prefix=args.table_cases))
     healthy = harness.healthy_false_positive_table(rows, list(names), source=args.source)
     if healthy:
         print(f"\nFalse lesion on the healthy scans ({args.source} rows), at each model's own thresholds:\n")
@@ -48,6 +52,7 @@ def main() -> None:
         for name, results in ((release_name, release), (candidate_name, candidate)):
             print(f"\nDAL {name} against the baseline:\n")
             print(harness.versus_baseline_table(results, source=args.source, lesioned_prefix=args.table_cases))
+
 
 if __name__ == "__main__":
     main()

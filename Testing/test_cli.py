@@ -202,3 +202,5 @@ def test_evaluate_on_unstripped_healthy_scans_alone(tmp_path, all_label_maps, ca
     rows = (out / "results.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("held-out,") and "-head," in rows[1]
     assert not (out / "pr_curves.png").exists()
+    false_positive_ml = float(rows[1].split(",")[rows[0].split(",").index("false_positive_ml")])
+    assert f"| t2 | Threshold | 1 | {false_positive_ml:.1f} |" in (out / "results.md").read_text()  # its own table

@@ -81,6 +81,21 @@ def test_a_candidate_is_set_against_the_release_case_by_case(evaluation):
     assert "| 1 of 1 | 1 |" in harness.versus_baseline_table(rows, method="DAL 2", baseline="DAL 1").splitlines()[2]
 
 
+def test_a_candidates_gain_is_tested_case_by_case():
+    def row(case, method, ap):
+        return {"source": "real", "case": case, "modality": "t1", "method": method, "ap": ap, "best_dice": ap}
+
+    release = [row(f"Brats18_{i}", "DAL 1", 0.5) for i in range(5)]
+    candidate = [row(f"Brats18_{i}", "DAL 2", 0.5 + 0.01 * (i + 1)) for i in range(5)]  # +0.01 ... +0.05
+    other = [row("ms-patient", "DAL 2", 0.0), row("ms-patient", "DAL 1", 0.9)]  # not named Brats18*
+    table = harness.paired_differences_table(release + candidate + other, "DAL 2", "DAL 1",
+                                             lesioned_prefix="Brats18").splitlines()
+    # five gains of one sign: the exact two-sided signed-rank p is 2 / 2**5
+    assert table[2] == "| t1 | ap | 5 | +0.030 | 0.016 | +0.010 | +0.050 | 0.06 |"
+    itself = harness.paired_differences_table(release + other, "DAL 1", "DAL 1", lesioned_prefix="Brats18")
+    assert itself.splitlines()[2] == "| t1 | ap | 5 | +0.000 | 0.000 | +0.000 | +0.000 | 1.00 |"
+
+
 def test_healthy_false_positives_are_summed_up_per_modality_and_model():
     volumes = {"DAL 1": [0.0, 0.5, 2.0, 9.0], "DAL 2": [0.0, 0.0, 1.5]}
     rows = [{"source": "held-out", "case": f"healthy-{i}", "modality": "t2", "method": method,

@@ -349,6 +349,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
         which = f"the real cases named {args.table_cases}*" if args.table_cases else "all real cases"
         table += f"\n\nDAL against the baseline per modality, lesions of {which}, every real healthy scan:\n\n" \
             + versus
+    for source in dict.fromkeys(r["source"] for r in evaluation.rows if "ap" not in r):
+        healthy = harness.healthy_false_positive_table(evaluation.rows, names, source)
+        if healthy:
+            table += f"\n\nFalse lesion on the healthy scans ({source}), at each method's own threshold:\n\n" \
+                + healthy
     ablation = harness.ablation_table(evaluation.rows)
     if ablation:
         table += "\n\nAblations on real cases, mean AP and its change against the reference:\n\n" + ablation

@@ -286,6 +286,32 @@ def versus_baseline_table(rows: list[dict], method: str = "DAL", baseline: str =
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def paired_differences_table(rows: list[dict], method: str, baseline: str, source: str = "real",
+                             lesioned_prefix: str = "", metrics_shown: tuple[str, ...] = ("ap", "best_dice")) -> str:
+    """Per modality and metric, ``method`` minus ``baseline`` on the same lesioned cases: mean, standard deviation,
+    smallest and largest difference, and the two-sided Wilcoxon signed-rank p-value of the pairs (1 where every
+    difference is 0). Whether a candidate's gain over a release is more than the case-to-case spread."""
+    from scipy.stats import wilcoxon
+
+    lines = ["| modality | metric | cases | mean difference | sd | smallest | largest | Wilcoxon p |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lesioned = {(r["case"], r["modality"], r["method"]): r for r in rows
+                if r["source"] == source and "ap" in r and r["case"].startswith(lesioned_prefix)}
+    for modality in dict.fromkeys(modality for _, modality, name in lesioned if name == method):
+        cases = [case for case, m, name in lesioned if (m, name) == (modality, method)
+                 and (case, modality, baseline) in lesioned]
+        for metric in metrics_shown:
+            differences = np.array([lesioned[case, modality, method][metric]
+                                    - lesioned[case, modality, baseline][metric] for case in cases])
+            if len(differences) < 2:
+                continue
+            p_value = wilcoxon(differences).pvalue if np.any(differences != 0) else 1.0
+            lines.append(f"| {modality} | {metric} | {len(differences)} | {differences.mean():+.3f} | "
+                         f"{differences.std(ddof=1):.3f} | {differences.min():+.3f} | {differences.max():+.3f} | "
+                         f"{p_value:.2f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def healthy_false_positive_table(rows: list[dict], methods: list[str], source: str = "real",
                                  limit_ml: float = 1.0) -> str:
     """Per modality and method, the false lesion volume on ``source``'s healthy scans (rows without AP): scans,
