@@ -91,9 +91,9 @@ def test_a_candidates_gain_is_tested_case_by_case():
     table = harness.paired_differences_table(release + candidate + other, "DAL 2", "DAL 1",
                                              lesioned_prefix="Brats18").splitlines()
     # five gains of one sign: the exact two-sided signed-rank p is 2 / 2**5
-    assert table[2] == "| t1 | ap | 5 | +0.030 | 0.016 | +0.010 | +0.050 | 0.06 |"
+    assert table[2] == "| t1 | ap | 5 | +0.030 | 0.016 | +0.010 | +0.050 | 0.062 |"
     itself = harness.paired_differences_table(release + other, "DAL 1", "DAL 1", lesioned_prefix="Brats18")
-    assert itself.splitlines()[2] == "| t1 | ap | 5 | +0.000 | 0.000 | +0.000 | +0.000 | 1.00 |"
+    assert itself.splitlines()[2] == "| t1 | ap | 5 | +0.000 | 0.000 | +0.000 | +0.000 | 1.000 |"
 
 
 def test_healthy_false_positives_are_summed_up_per_modality_and_model():

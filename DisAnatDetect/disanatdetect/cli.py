@@ -349,6 +349,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
         which = f"the real cases named {args.table_cases}*" if args.table_cases else "all real cases"
         table += f"\n\nDAL against the baseline per modality, lesions of {which}, every real healthy scan:\n\n" \
             + versus
+    paired = harness.paired_differences_table(evaluation.rows, "DAL", "Threshold", lesioned_prefix=args.table_cases)
+    if paired:
+        table += "\n\nDAL minus the baseline, case by case:\n\n" + paired
     for source in dict.fromkeys(r["source"] for r in evaluation.rows if "ap" not in r):
         healthy = harness.healthy_false_positive_table(evaluation.rows, names, source)
         if healthy:

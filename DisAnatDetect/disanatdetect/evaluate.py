@@ -308,7 +308,7 @@ def paired_differences_table(rows: list[dict], method: str, baseline: str, sourc
             p_value = wilcoxon(differences).pvalue if np.any(differences != 0) else 1.0
             lines.append(f"| {modality} | {metric} | {len(differences)} | {differences.mean():+.3f} | "
                          f"{differences.std(ddof=1):.3f} | {differences.min():+.3f} | {differences.max():+.3f} | "
-                         f"{p_value:.2f} |")
+                         f"{p_value:.3f} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
