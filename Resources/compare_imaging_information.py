@@ -1,74 +1,103 @@
-"""The imaging information's field on and off, same weights: PHI correlation on healthy scans, AP and best Dice on
-a few dev cases, all on the working grid through the detector's own preparation. An early check of a checkpoint,
-not a release measurement (that is ``disanatdetect evaluate``).
+"""The imaging information's field, several kinds on the same weights, each recalibrated: a screen before a full
+measurement. Every variant gets label-free thresholds from the first N calibration renders per modality (plus the
+real healthy scans), then is run beside the others on the dev BraTS cases and on held-out healthy renders, every
+scan prepared once and analysed by each variant (``disanatdetect.evaluate.evaluate``). Prints, per variant and
+modality, mean AP, best Dice and Dice at its own threshold on the lesioned cases, and the mean false lesion on the
+healthy ones; rows in OUT/results.csv. Not a release measurement (that is ``disanatdetect evaluate``).
 
-    python3 Resources/compare_imaging_information.py training/ablations/reference/last.pt --degrees 0,3
+    python3 Resources/compare_imaging_information.py --fields poly3,poly5,bspline4 --out runs/fields
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-from dataclasses import replace
+import math
+import re
 from pathlib import Path
+from statistics import mean
 
 import numpy as np
-import SimpleITK as sitk
-import torch
 
-from disanatdetect import metrics
-from disanatdetect.atlas import load_atlas
-from disanatdetect.bundle import Bundle
+from disanatdetect.bundle import DEFAULT_BUNDLE, load_bundle
+from disanatdetect.calibration import THRESHOLD_DECIMALS, CalibrationConfig
 from disanatdetect.dal_inference import DALMethod
-from disanatdetect.io import read_volume
-from disanatdetect.models import DAL
+from disanatdetect.evaluate import evaluate, folder_cases, held_out_healthy_scans, write_csv
+from disanatdetect.models import build_model
 from disanatdetect.pipeline import DetectionConfig, analyse_prepared, prepare_scan
-from disanatdetect.preprocess import resample_to
-from disanatdetect.train import load_run_config
+from disanatdetect.synth.contrast import MODALITIES
 
-HEALTHY, REAL = "../shared/data/healthy", "../shared/data/real"
-SCANS = (("colin27", "/usr/share/mricron/templates/ch2bet.nii.gz", "t1", None),
-         ("mass-03", f"{HEALTHY}/mass-03/t1.nii.gz", "t1", None),
-         ("mass-07", f"{HEALTHY}/mass-07/t1.nii.gz", "t1", None),
-         ("hcp-t2", f"{HEALTHY}/hcp-mni152-t2-template/t2.nii.gz", "t2", None),
-         ("2013_11 flair", f"{REAL}/Brats18_2013_11_1/flair.nii.gz", "flair", "Brats18_2013_11_1"),
-         ("2013_11 t2", f"{REAL}/Brats18_2013_11_1/t2.nii.gz", "t2", "Brats18_2013_11_1"),
-         ("ABM flair", f"{REAL}/Brats18_CBICA_ABM_1/flair.nii.gz", "flair", "Brats18_CBICA_ABM_1"),
-         ("ABM t1", f"{REAL}/Brats18_CBICA_ABM_1/t1.nii.gz", "t1", "Brats18_CBICA_ABM_1"))
+REAL, HEALTHY = "../shared/data/real", "../shared/data/healthy"
+
+
+def field_settings(name: str) -> dict:
+    """``poly3`` -> a degree-3 polynomial field, ``bspline4`` -> a cubic B-spline with 4 knots per axis."""
+    match = re.fullmatch(r"(poly|bspline)(\d+)", name)
+    if match is None:
+        raise SystemExit(f"--fields: {name!r} is neither polyN nor bsplineN.")
+    kind, number = match.group(1), int(match.group(2))
+    return {"field_basis": "polynomial", "bias_degree": number} if kind == "poly" else \
+        {"field_basis": "bspline", "bspline_knots": number}
+
+
+def variant(manifest: Path, name: str) -> DALMethod:
+    """The bundle's weights with the field ``name``; named after it."""
+    bundle = load_bundle(manifest)
+    config = {**bundle.manifest["model_config"], **field_settings(name)}
+    model = build_model("dal", config)
+    model.load_state_dict(bundle.model.state_dict())
+    bundle.model = model.eval()
+    method = DALMethod(bundle, "cpu")
+    method.name = name
+    return method
+
+
+def calibrate(methods: list[DALMethod], per_modality: int, rate: float) -> None:
+    """Each variant's thresholds, as ``calibration.thresholds_from_maps`` makes them, from the same scans."""
+    config = CalibrationConfig()
+    scans = itertools.chain(held_out_healthy_scans(per_modality, MODALITIES, seed=config.seed),
+                            (case for case in folder_cases(HEALTHY, MODALITIES) if not case.reference.array.any()))
+    pooled = {method.name: {m: [] for m in MODALITIES} for method in methods}
+    atlas = methods[0].atlas
+    for case in scans:
+        settings = DetectionConfig(modality=case.modality)
+        prepared = prepare_scan(case.image, atlas, settings)
+        for method in methods:
+            detection = analyse_prepared(method, prepared, atlas, settings, threshold=math.inf)
+            pooled[method.name][case.modality].append(detection.anomaly_map.array[prepared.input_brain])
+    for method in methods:
+        thresholds = {m: math.ceil(float(np.quantile(np.concatenate(v), 1 - rate)) * 10**THRESHOLD_DECIMALS)
+                      / 10**THRESHOLD_DECIMALS for m, v in pooled[method.name].items()}
+        method.bundle.thresholds = {**thresholds, "default": max(thresholds.values())}
+        print(method.name, "thresholds", json.dumps(method.bundle.thresholds), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--run", default=None,
-                        help="the run folder whose config.json built it (default: the checkpoint's folder)")
-    parser.add_argument("--degrees", default="0,3")
+    parser.add_argument("--model", default=str(DEFAULT_BUNDLE), help="manifest.json (default: the shipped model)")
+    parser.add_argument("--fields", default="poly3,bspline4")
+    parser.add_argument("--calibration-scans", type=int, default=8, help="rendered per modality")
+    parser.add_argument("--healthy-scans", type=int, default=8, help="held-out renders per modality")
+    parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    atlas = load_atlas()
-    architecture = load_run_config(args.run or str(Path(args.checkpoint).parent)).model
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["model"]
-    prepared = {name: prepare_scan(read_volume(path), atlas, DetectionConfig(modality=modality))
-                for name, path, modality, _ in SCANS}
-    for degree in (int(d) for d in args.degrees.split(",")):
-        model = DAL(replace(architecture, bias_degree=degree))
-        model.load_state_dict(state)
-        method = DALMethod(Bundle(model.eval(), "dal", "checkpoint", {}, {}), "cpu")
-        row = {"bias_degree": degree}
-        for name, _, modality, case in SCANS:
-            scan = prepared[name]
-            result = analyse_prepared(method, scan, atlas, DetectionConfig(modality=modality)).working_grid
-            entry = {"phi_correlation": round(float(np.corrcoef(result.pseudo_healthy[scan.brain],
-                                                                 scan.image[scan.brain])[0, 1]), 3)}
-            if case:
-                reference = read_volume(f"{REAL}/{case}/reference.nii.gz")
-                on_grid = resample_to(reference.with_array((reference.array > 0).astype(np.float32)).to_sitk(),
-                                      atlas.template.to_sitk(), scan.transform)
-                lesion = sitk.GetArrayFromImage(on_grid) > 0.5
-                entry["ap"] = round(metrics.average_precision(result.anomaly, lesion, scan.brain), 3)
-                entry["best_dice"] = round(metrics.best_dice(result.anomaly, lesion, scan.brain)[0], 3)
-            row[name] = entry
-        print(json.dumps(row), flush=True)
+    methods = [variant(Path(args.model), name) for name in args.fields.split(",")]
+    calibrate(methods, args.calibration_scans, CalibrationConfig().false_positive_rate)
+    cases = itertools.chain((c for c in folder_cases(REAL, MODALITIES) if c.name.startswith("Brats18")),
+                            held_out_healthy_scans(args.healthy_scans, MODALITIES),
+                            (c for c in folder_cases(HEALTHY, MODALITIES) if c.modality == "t1"))
+    rows = evaluate(methods, cases, progress=lambda row: print(json.dumps(row), flush=True)).rows
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "results.csv")
+    print("| field | modality | mean AP | mean best Dice | Dice at threshold | healthy false lesion mL (scans) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for method, modality in itertools.product(methods, MODALITIES):
+        mine = [r for r in rows if r["method"] == method.name and r["modality"] == modality]
+        lesioned, healthy = [r for r in mine if "ap" in r], [r for r in mine if "ap" not in r]
+        cells = [f"{mean(r[k] for r in lesioned):.3f}" if lesioned else "" for k in ("ap", "best_dice", "dice")]
+        fp = f"{mean(r['false_positive_ml'] for r in healthy):.1f} ({len(healthy)})" if healthy else ""
+        print(f"| {method.name} | {modality} | {' | '.join(cells)} | {fp} |")
 
 
 if __name__ == "__main__":

@@ -73,15 +73,40 @@ def test_imaging_information_follows_a_smooth_field(shape):
     assert (flat - image).abs().max() > 3 * (rendered - image).abs().max()
 
 
-def test_a_lesion_outside_the_trusted_voxels_does_not_shape_the_field():
+@pytest.mark.parametrize("shape", [(64, 56), (20, 64, 56)])
+def test_a_bspline_field_follows_a_local_bias_that_a_polynomial_cannot(shape):
+    image, anatomy, _ = _tissue_and_field(shape)
+    grid = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in shape], indexing="ij")
+    hot_spot = torch.exp(0.5 * torch.exp(-((grid[-1] - 0.3) ** 2 + (grid[-2] + 0.2) ** 2) / 0.15))  # a coil's
+    image = image * hot_spot
+
+    def rendering_error(config):
+        intensities, estimate = imaging_information(image, anatomy, config=config)
+        rendered = (anatomy * intensities.reshape(1, 4, *[1] * len(shape))).sum(1, keepdim=True) * estimate
+        return ((rendered - image).abs().mean() / image.mean()).item()
+
+    # measured: 0.028 against 0.046, in 2D and 3D
+    assert rendering_error(ImagingConfig(field_basis="bspline")) < 0.75 * rendering_error(ImagingConfig(bias_degree=3))
+
+
+@pytest.mark.parametrize("config", [ImagingConfig(bias_degree=3), ImagingConfig(field_basis="bspline")])
+def test_a_uniform_scan_gets_a_uniform_field(config):
+    image, anatomy, _ = _tissue_and_field((20, 32, 28))
+    flat = torch.where(anatomy[:, 2:3] > 0, 0.4, 0.8)
+    _, estimate = imaging_information(flat, anatomy, config=config)
+    torch.testing.assert_close(estimate, torch.ones_like(estimate), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("field", [{"bias_degree": 3}, {"field_basis": "bspline"}])
+def test_a_lesion_outside_the_trusted_voxels_does_not_shape_the_field(field):
     image, anatomy, _ = _tissue_and_field((64, 56))
     lesion = torch.zeros_like(image, dtype=torch.bool)
     lesion[..., 24:40, 20:36] = True
     lesioned = torch.where(lesion, 2.0, image)
-    config = ImagingConfig(bias_degree=3)
+    config = ImagingConfig(**field)
     _, clean = imaging_information(image, anatomy, config=config)
     _, trusted = imaging_information(lesioned, anatomy, ~lesion, config)
-    careless = ImagingConfig(bias_degree=3, first_tolerance=9.0, tolerance=9.0)
+    careless = ImagingConfig(**field, first_tolerance=9.0, tolerance=9.0)
     _, blind = imaging_information(lesioned, anatomy, None, careless)
     assert (trusted - clean)[lesion].abs().max() < 0.05
     assert (blind - clean)[lesion].abs().max() > 0.2  # counted, the lesion would have been absorbed

@@ -41,10 +41,13 @@ class DALConfig:
     hard_one_hot: bool = True
     use_restoration: bool = True
     bias_degree: int = 0  # of the imaging information's field (0: one intensity per class, as in 1.0.0)
+    field_basis: str = "polynomial"  # or "bspline" (see ImagingConfig)
+    bspline_knots: int = 4
 
     @property
     def imaging(self) -> ImagingConfig:
-        return ImagingConfig(bias_degree=self.bias_degree)
+        return ImagingConfig(bias_degree=self.bias_degree, field_basis=self.field_basis,
+                             bspline_knots=self.bspline_knots)
 
     def to_dict(self) -> dict:
         return asdict(self)
