@@ -2,10 +2,11 @@
 measurement. Every variant gets label-free thresholds from the first N calibration renders per modality (plus the
 real healthy scans), then is run beside the others on the dev BraTS cases and on held-out healthy renders, every
 scan prepared once and analysed by each variant (``disanatdetect.evaluate.evaluate``). Prints, per variant and
-modality, mean AP, best Dice and Dice at its own threshold on the lesioned cases, and the mean false lesion on the
-healthy ones; rows in OUT/results.csv. Not a release measurement (that is ``disanatdetect evaluate``).
+modality, mean AP, best Dice and Dice at its own threshold on the lesioned cases and the mean false lesion on the
+healthy ones, then each variant against the first case by case; rows in OUT/results.csv. Not a release
+measurement (that is ``disanatdetect evaluate``).
 
-    python3 Resources/compare_imaging_information.py --fields poly3,poly5,bspline4 --out runs/fields
+    python3 Resources/compare_imaging_information.py --fields poly3,bspline4 --out runs/fields
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 from disanatdetect.bundle import DEFAULT_BUNDLE, load_bundle
 from disanatdetect.calibration import THRESHOLD_DECIMALS, CalibrationConfig
 from disanatdetect.dal_inference import DALMethod
-from disanatdetect.evaluate import evaluate, folder_cases, held_out_healthy_scans, write_csv
+from disanatdetect.evaluate import (evaluate, folder_cases, held_out_healthy_scans, paired_differences_table,
+                                    write_csv)
 from disanatdetect.models import build_model
 from disanatdetect.pipeline import DetectionConfig, analyse_prepared, prepare_scan
 from disanatdetect.synth.contrast import MODALITIES
@@ -57,7 +59,7 @@ def calibrate(methods: list[DALMethod], per_modality: int, rate: float) -> None:
     """Each variant's thresholds, as ``calibration.thresholds_from_maps`` makes them, from the same scans."""
     config = CalibrationConfig()
     scans = itertools.chain(held_out_healthy_scans(per_modality, MODALITIES, seed=config.seed),
-                            (case for case in folder_cases(HEALTHY, MODALITIES) if not case.reference.array.any()))
+                            (case for case in folder_cases(HEALTHY) if not case.reference.array.any()))
     pooled = {method.name: {m: [] for m in MODALITIES} for method in methods}
     atlas = methods[0].atlas
     for case in scans:
@@ -66,6 +68,7 @@ def calibrate(methods: list[DALMethod], per_modality: int, rate: float) -> None:
         for method in methods:
             detection = analyse_prepared(method, prepared, atlas, settings, threshold=math.inf)
             pooled[method.name][case.modality].append(detection.anomaly_map.array[prepared.input_brain])
+        print("calibration scan", case.name, case.modality, flush=True)
     for method in methods:
         thresholds = {m: math.ceil(float(np.quantile(np.concatenate(v), 1 - rate)) * 10**THRESHOLD_DECIMALS)
                       / 10**THRESHOLD_DECIMALS for m, v in pooled[method.name].items()}
@@ -83,22 +86,27 @@ def main() -> None:
     args = parser.parse_args()
     methods = [variant(Path(args.model), name) for name in args.fields.split(",")]
     calibrate(methods, args.calibration_scans, CalibrationConfig().false_positive_rate)
-    cases = itertools.chain((c for c in folder_cases(REAL, MODALITIES) if c.name.startswith("Brats18")),
+    cases = itertools.chain((c for c in folder_cases(REAL) if c.name.startswith("Brats18")),
                             held_out_healthy_scans(args.healthy_scans, MODALITIES),
-                            (c for c in folder_cases(HEALTHY, MODALITIES) if c.modality == "t1"))
+                            (c for c in folder_cases(HEALTHY) if c.modality == "t1"))
     rows = evaluate(methods, cases, progress=lambda row: print(json.dumps(row), flush=True)).rows
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "results.csv")
-    print("| field | modality | mean AP | mean best Dice | Dice at threshold | healthy false lesion mL (scans) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| field | modality | mean AP | mean best Dice | Dice at threshold | healthy false lesion, mean mL: "
+          "held-out renders | real scans |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for method, modality in itertools.product(methods, MODALITIES):
         mine = [r for r in rows if r["method"] == method.name and r["modality"] == modality]
-        lesioned, healthy = [r for r in mine if "ap" in r], [r for r in mine if "ap" not in r]
+        lesioned = [r for r in mine if "ap" in r]
         cells = [f"{mean(r[k] for r in lesioned):.3f}" if lesioned else "" for k in ("ap", "best_dice", "dice")]
-        fp = f"{mean(r['false_positive_ml'] for r in healthy):.1f} ({len(healthy)})" if healthy else ""
-        print(f"| {method.name} | {modality} | {' | '.join(cells)} | {fp} |")
-
+        for source in ("held-out", "real"):
+            healthy = [r["false_positive_ml"] for r in mine if "ap" not in r and r["source"] == source]
+            cells.append(f"{mean(healthy):.1f} ({len(healthy)} scans)" if healthy else "")
+        print(f"| {method.name} | {modality} | {' | '.join(cells)} |")
+    for method in methods[1:]:
+        print(f"\n{method.name} minus {methods[0].name}, case by case:")
+        print(paired_differences_table(rows, method.name, methods[0].name, "real", "Brats18"))
 
 if __name__ == "__main__":
     main()
