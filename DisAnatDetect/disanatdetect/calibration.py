@@ -28,6 +28,7 @@ from disanatdetect.data_paths import DEFAULT_HEALTHY_SCANS, DEFAULT_LABEL_MAPS
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume
 from disanatdetect.pipeline import AnomalyMethod, DetectionConfig, analyse_prepared, prepare_scan
+from disanatdetect.spatial import PreparedScan
 from disanatdetect.postprocess import PostprocessConfig, lesion_mask
 from disanatdetect.synth.contrast import MODALITIES
 from disanatdetect.synth.healthy_scans import HealthyScanConfig, render_healthy_scan
@@ -69,10 +70,14 @@ class HealthyMap:
 
 def healthy_map(method: AnomalyMethod, volume: Volume, modality: str, atlas: Atlas) -> HealthyMap:
     """The anomaly map ``detect`` makes of a healthy scan (no threshold: every voxel's score)."""
-    config = DetectionConfig(modality=modality)
-    prepared = prepare_scan(volume, atlas, config)
-    detection = analyse_prepared(method, prepared, atlas, config, threshold=math.inf)
-    return HealthyMap(detection.anomaly_map.array, prepared.input_brain, volume.spacing[::-1])
+    prepared = prepare_scan(volume, atlas, DetectionConfig(modality=modality))
+    return prepared_healthy_map(method, prepared, modality, atlas)
+
+
+def prepared_healthy_map(method: AnomalyMethod, prepared: PreparedScan, modality: str, atlas: Atlas) -> HealthyMap:
+    """:func:`healthy_map` of a scan already prepared (several methods on one registration)."""
+    detection = analyse_prepared(method, prepared, atlas, DetectionConfig(modality=modality), threshold=math.inf)
+    return HealthyMap(detection.anomaly_map.array, prepared.input_brain, prepared.volume.spacing[::-1])
 
 
 def healthy_maps(method: AnomalyMethod, config: CalibrationConfig = CalibrationConfig()
