@@ -28,8 +28,8 @@ from disanatdetect.data_paths import DEFAULT_HEALTHY_SCANS, DEFAULT_LABEL_MAPS
 from disanatdetect.errors import InputError
 from disanatdetect.io import Volume
 from disanatdetect.pipeline import AnomalyMethod, DetectionConfig, analyse_prepared, prepare_scan
-from disanatdetect.spatial import PreparedScan
 from disanatdetect.postprocess import PostprocessConfig, lesion_mask
+from disanatdetect.spatial import PreparedScan
 from disanatdetect.synth.contrast import MODALITIES
 from disanatdetect.synth.healthy_scans import HealthyScanConfig, render_healthy_scan
 from disanatdetect.synth.label_bank import load_bank, split_subjects
